@@ -1,0 +1,464 @@
+"""Typed, frozen configuration read from one TOML file and validated once at start.
+
+Rules of this file:
+
+* Every key has a default, so a speaker runs with no config file at all.
+* Each key is declared once, in its section dataclass, with its default and the
+  rule that checks it; the rest of the daemon trusts a ``Config`` without checking.
+* The first problem found raises one ``ConfigError`` naming the file, the key,
+  what is wrong and what is allowed, so an installer can fix it from one journal line.
+* A value that looks like an API key is never echoed back into a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import stat
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from device.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
+CONFIG_ENV = "EDGEVOICE_CONFIG"
+MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few kB; the bound keeps /dev/zero out
+
+HARDWARE_KINDS = ("real", "fake")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+BLOCK_SIZES_MS = (10, 20, 40)
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+MAX_INSTRUCTIONS_CHARS = 16000
+MAX_DEVICE_NAME_CHARS = 256
+SUCCESSOR_MODEL = "gpt-realtime-1.5"
+DEPRECATED_MODELS: Mapping[str, str] = MappingProxyType(
+    {"gpt-realtime": "shuts down 2027-01-20", "gpt-realtime-2025-08-28": "shuts down 2027-01-20"}
+)
+
+_LOOKS_LIKE_KEY = re.compile(r"\b(sk-|ek_)[A-Za-z0-9_-]{8,}")
+
+_Rule = Callable[[Any], Any]
+"""Takes a raw TOML value and returns the typed value, or raises _Invalid."""
+
+
+class _Invalid(ValueError):
+    """A value breaks its key's rule; the message is the reason."""
+
+
+def _type_name(value: object) -> str:
+    for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"),
+                       (str, "a string"), (list, "an array"), (Mapping, "a table")):  # fmt: skip
+        if isinstance(value, kind):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def _show(value: object) -> str:
+    """Render a value for an error message: short, TOML-like, never a key."""
+    if isinstance(value, str):
+        if _LOOKS_LIKE_KEY.search(value):
+            return "(a value that looks like an API key, not shown)"
+        return json.dumps(value if len(value) <= 40 else value[:40] + "…", ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def _expected(what: str, value: object) -> _Invalid:
+    return _Invalid(f"expected {what}, got {_type_name(value)} ({_show(value)})")
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _expected("a string", value)
+    return value
+
+
+def _integer(value: Any) -> int:
+    # bool is a subclass of int in Python but a different type in TOML.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _expected("an integer", value)
+    return value
+
+
+def _choice(kind: _Rule, noun: str, allowed: tuple[Any, ...]) -> _Rule:
+    def rule(value: Any) -> Any:
+        typed = kind(value)
+        if typed not in allowed:
+            listed = ", ".join(map(str, allowed))
+            raise _Invalid(f"{_show(typed)} is not a {noun}; allowed: {listed}")
+        return typed
+
+    return rule
+
+
+def _int_range(low: int, high: int, step: int = 1, *, minus_one: str = "") -> _Rule:
+    """Integers in low..high on a grid of ``step``; ``minus_one`` describes an extra -1."""
+    allowed = f"{low}..{high}" + (f" in steps of {step}" if step > 1 else "")
+    allowed = f"-1 ({minus_one}) or {allowed}" if minus_one else allowed
+
+    def rule(value: Any) -> int:
+        number = _integer(value)
+        if minus_one and number == -1:
+            return number
+        if not low <= number <= high:
+            raise _Invalid(f"{number} is out of range; allowed: {allowed}")
+        if number % step:
+            raise _Invalid(f"{number} is not a multiple of {step}; allowed: {allowed}")
+        return number
+
+    return rule
+
+
+def _float_range(low: float, high: float) -> _Rule:
+    def rule(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _expected("a number", value)
+        if not low <= value <= high:  # also false for nan and inf
+            raise _Invalid(f"{_show(value)} is out of range; allowed: {low:g}..{high:g}")
+        return float(value)
+
+    return rule
+
+
+def _text(max_chars: int, pattern: str = "", allowed: str = "") -> _Rule:
+    """A string up to ``max_chars``; with ``pattern``, a name made of what it allows."""
+    compiled = re.compile(pattern) if pattern else None
+
+    def rule(value: Any) -> str:
+        text = _string(value)
+        if len(text) > max_chars:
+            raise _Invalid(f"has {len(text)} characters; allowed: at most {max_chars}")
+        if compiled and not compiled.fullmatch(text):
+            raise _Invalid(f"{_show(text)} is not a valid name; allowed: {allowed}")
+        return text
+
+    return rule
+
+
+def _abs_path(*, optional: bool) -> _Rule:
+    def rule(value: Any) -> Path | None:
+        text = str(value) if isinstance(value, Path) else _string(value)  # Path: from overrides
+        if optional and text == "":
+            return None
+        if "\0" in text or not text.startswith("/"):
+            if _LOOKS_LIKE_KEY.search(text):
+                raise _Invalid("holds what looks like an API key; put it in a file, name the file")
+            allowed = '"" for none, or an absolute path' if optional else "an absolute path"
+            raise _Invalid(f"{_show(text)} is not an absolute path; allowed: {allowed}")
+        return Path(text)
+
+    return rule
+
+
+def _ws_url(value: Any) -> str:
+    text = _string(value)
+    if not text or any(char.isspace() for char in text):
+        raise _Invalid(f"{_show(text)} is not a URL; allowed: wss://host/path or ws://host/path")
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # a malformed [IPv6] host
+        raise _Invalid(f"is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:  # checked first: a password must not be echoed below
+        raise _Invalid("must not hold a user name or password; the key comes from a credential")
+    try:
+        _ = parts.port  # raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise _Invalid(f"{_show(text)} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise _Invalid(f"{_show(text)} must start with wss:// (or ws:// for a local simulator)")
+    if not parts.hostname:
+        raise _Invalid(f"{_show(text)} has no host")
+    if "?" in text or "#" in text:
+        raise _Invalid(f"{_show(text)} must not have a query string or fragment; "
+                       "the model is added from realtime.model")  # fmt: skip
+    return text
+
+
+def _key(default: Any, rule: _Rule) -> Any:
+    """Declare a key: its default and the rule that checks a value from TOML."""
+    return field(default=default, metadata={"rule": rule})
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """[device]: which hardware to drive, where state lives, how much to log."""
+
+    hardware: str = _key("real", _choice(_string, "hardware kind", HARDWARE_KINDS))
+    """``real`` drives the HAT; ``fake`` uses the shipped fakes, for development."""
+    board: str = _key("auto", _text(64, r"[a-z0-9-]+", "auto or a board profile ([a-z0-9-])"))
+    """``auto`` detects the HAT; else a board profile name, when detection cannot work."""
+    # RUF009 cannot see that _key returns a dataclasses.field; Path is immutable anyway.
+    state_dir: Path = _key(Path("/var/lib/edgevoice"), _abs_path(optional=False))  # noqa: RUF009
+    """State that survives a restart (systemd ``StateDirectory=``)."""
+    log_level: str = _key("info", _choice(_string, "log level", LOG_LEVELS))
+
+
+@dataclass(frozen=True, slots=True)
+class AudioConfig:
+    """[audio]: which devices and channel, and how audio is cut into blocks."""
+
+    input_device: str = _key("", _text(MAX_DEVICE_NAME_CHARS))
+    """Empty: the capture device the board profile names; else a device-name substring."""
+    output_device: str = _key("", _text(MAX_DEVICE_NAME_CHARS))
+    block_ms: int = _key(20, _choice(_integer, "block size in ms", BLOCK_SIZES_MS))
+    """Duplex callback period: shorter lowers latency, longer survives a busy Pi."""
+    mic_channel: int = _key(-1, _int_range(0, 15, minus_one="the board's first mic channel"))
+    send_chunk_ms: int = _key(40, _int_range(20, 200, 10))
+    """Microphone audio per ``input_audio_buffer.append``: fewer frames vs. lower latency."""
+    volume_percent: int = _key(70, _int_range(0, 100))
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    """[vad]: when the microphone gate opens and closes around speech."""
+
+    aggressiveness: int = _key(2, _int_range(0, 3))
+    """webrtcvad mode: 0 keeps the most speech, 3 rejects the most noise."""
+    start_ms: int = _key(60, _int_range(10, 500, 10))
+    """Speech needed before the gate opens, so a click does not open it."""
+    pre_roll_ms: int = _key(300, _int_range(0, 1000, 10))
+    """Audio kept from before the gate opened, so the first syllable is not cut."""
+    hangover_ms: int = _key(800, _int_range(0, 5000, 10))
+    """Silence needed before the gate closes, so a pause between words does not close it."""
+
+
+_DEFAULT_INSTRUCTIONS = (
+    "You are the voice of a smart speaker in someone's home. "
+    "Answer briefly and warmly, in the language you are spoken to."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeConfig:
+    """[realtime]: where and how to reach the Realtime API."""
+
+    url: str = _key("wss://api.openai.com/v1/realtime", _ws_url)
+    """Endpoint without a query string; ``?model=`` is added from ``model``."""
+    model: str = _key(SUCCESSOR_MODEL, _text(128, r"[A-Za-z0-9._-]+", "letters, digits, . _ -"))
+    voice: str = _key("marin", _choice(_string, "voice", VOICES))
+    """Cannot change after the first audio output of a session."""
+    instructions: str = _key(_DEFAULT_INSTRUCTIONS, _text(MAX_INSTRUCTIONS_CHARS))
+    api_key_file: Path | None = _key(None, _abs_path(optional=True))  # noqa: RUF009 (see above)
+    """A file holding the key, for installs without systemd credentials."""
+    max_message_mib: int = _key(16, _int_range(1, 64))
+    """Largest WebSocket frame accepted; a long audio delta must fit in one."""
+    connect_timeout_s: float = _key(10.0, _float_range(1, 120))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the daemon is configured with, validated as a whole."""
+
+    device: DeviceConfig = DeviceConfig()
+    audio: AudioConfig = AudioConfig()
+    vad: VadConfig = VadConfig()
+    realtime: RealtimeConfig = RealtimeConfig()
+    source: Path | None = None
+    """The file this came from; None for the built-in defaults."""
+
+
+_SECTIONS: dict[str, type] = {
+    "device": DeviceConfig, "audio": AudioConfig, "vad": VadConfig, "realtime": RealtimeConfig,
+}  # fmt: skip
+
+
+def _rules(section: str) -> dict[str, _Rule]:
+    return {f.name: f.metadata["rule"] for f in fields(_SECTIONS[section])}
+
+
+def _suggest(name: str, known: list[str], fmt: str) -> str:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {fmt.format(close[0])}?" if close else ""
+
+
+def _unknown_key(section: str, key: str) -> str:
+    for other in _SECTIONS:
+        if other != section and key in _rules(other):
+            return f"unknown key in [{section}]; {key} belongs in [{other}]"
+    known = list(_rules(section))
+    hint = _suggest(key, known, section + ".{}") or f"; known keys: {', '.join(known)}"
+    return f"unknown key{hint}"
+
+
+def _build_section(source: str, section: str, table: Mapping[Any, Any]) -> Any:
+    rules = _rules(section)
+    values: dict[str, Any] = {}
+    for raw_key, raw_value in table.items():
+        key = str(raw_key)
+        if key not in rules:
+            raise ConfigError(source, f"{section}.{key}", _unknown_key(section, key))
+        try:
+            values[key] = rules[key](raw_value)
+        except _Invalid as problem:
+            raise ConfigError(source, f"{section}.{key}", str(problem)) from None
+    return _SECTIONS[section](**values)
+
+
+def config_from_dict(data: Mapping[str, Any], source: str) -> Config:
+    """Validate parsed TOML into a ``Config``; missing keys take their defaults.
+
+    ``source`` only labels error messages; the result's ``source`` is None
+    (``load_config`` sets it). Pure: no I/O, safe on any thread.
+
+    Raises:
+        ConfigError: for the first unknown section or key, wrong type or bad value.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(source, "", f"expected a table of sections, got {_type_name(data)}")
+    for raw_name, table in data.items():
+        name = str(raw_name)
+        if name not in _SECTIONS:
+            hint = _suggest(name, list(_SECTIONS), "[{}]") or f"; known: {', '.join(_SECTIONS)}"
+            raise ConfigError(source, name, f"unknown section{hint}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(source, name, str(_expected(f"a table [{name}]", table)))
+    return Config(**{name: _build_section(source, name, data.get(name, {})) for name in _SECTIONS})
+
+
+def _as_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """The inverse of ``config_from_dict``: TOML-shaped plain values."""
+    result: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        values = {f.name: getattr(section, f.name) for f in fields(section)}
+        # Only api_key_file is optional, and "" spells "none" in TOML.
+        result[name] = {
+            key: "" if value is None else str(value) if isinstance(value, Path) else value
+            for key, value in values.items()
+        }
+    return result
+
+
+def with_overrides(config: Config, **sections: Mapping[str, Any]) -> Config:
+    """Return ``config`` with some keys replaced, checked exactly as the file was.
+
+    For command-line flags and tests, e.g.
+    ``with_overrides(cfg, realtime={"url": "ws://127.0.0.1:1234/v1/realtime"})``.
+
+    Raises:
+        ConfigError: labelled ``overrides`` when an override is invalid.
+    """
+    merged: dict[str, Any] = dict(_as_dict(config))
+    for name, values in sections.items():
+        base = merged.get(name)
+        merged[name] = {**base, **values} if base and isinstance(values, Mapping) else values
+    return replace(config_from_dict(merged, "overrides"), source=config.source)
+
+
+_TOML_POSITION = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
+def _toml_problem(exc: tomllib.TOMLDecodeError) -> str:
+    message = str(exc)
+    if match := _TOML_POSITION.match(message):
+        return f"malformed TOML at line {match['line']}, column {match['column']}: {match['what']}"
+    return f"malformed TOML: {message.replace('at end of document', 'at the end of the file')}"
+
+
+def _read_text(path: Path) -> str:
+    where = str(path)
+    if path.is_dir():
+        raise ConfigError(where, "", "is a directory, not a config file")
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(where, "", "does not exist") from None
+    except PermissionError:
+        raise ConfigError(where, "", "cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise ConfigError(where, "", f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(where, "", f"is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8-sig")  # tolerate the byte-order mark some editors write
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        reason = f"is not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        raise ConfigError(where, "", reason) from None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate the config file, or return the defaults when ``path`` is None.
+
+    Runs once at start, on the main thread, before any hardware or socket is opened.
+
+    Raises:
+        ConfigError: the file is missing, a directory, unreadable, not UTF-8,
+            malformed TOML (with line and column), or holds a bad value.
+    """
+    if path is None:
+        return config_from_dict({}, "defaults")
+    try:
+        data = tomllib.loads(_read_text(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", _toml_problem(exc)) from None
+    return replace(config_from_dict(data, str(path)), source=path)
+
+
+def resolve_config_path(cli_path: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """Pick the file: ``--config``, else ``$EDGEVOICE_CONFIG``, else the default if present.
+
+    Returns the path (None: use the defaults) and whether it was asked for
+    explicitly. A missing explicit file is the installer's mistake and must fail;
+    a missing default file just means the defaults suit this speaker.
+    """
+    if cli_path is not None:
+        return cli_path, True
+    if from_env := env.get(CONFIG_ENV, ""):
+        return Path(from_env), True
+    if DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH, False
+    return None, False
+
+
+def config_warnings(config: Config) -> list[str]:
+    """Things that work today but deserve an installer's attention; logged at start."""
+    warnings: list[str] = []
+    realtime = config.realtime
+    if realtime.model in DEPRECATED_MODELS:
+        warnings.append(
+            f'realtime.model "{realtime.model}" is deprecated and '
+            f'{DEPRECATED_MODELS[realtime.model]}; switch to "{SUCCESSOR_MODEL}"'
+        )
+    url = urlsplit(realtime.url)
+    host = url.hostname or ""
+    if url.scheme == "ws" and not (host in ("localhost", "::1") or host.startswith("127.")):
+        warnings.append(
+            f"realtime.url uses ws:// to {host}: the API key and the audio "
+            "would cross the network unencrypted; use wss://"
+        )
+    if realtime.api_key_file is not None:
+        try:
+            mode = realtime.api_key_file.stat().st_mode
+        except OSError:
+            mode = 0  # missing or unreadable: loading the key reports that
+        if mode & stat.S_IROTH:
+            warnings.append(
+                f"realtime.api_key_file {realtime.api_key_file} is readable by every user; "
+                "chmod 600 it, or install the key as the systemd credential openai-api-key"
+            )
+    if config.device.hardware == "fake":
+        warnings.append("device.hardware is fake: no microphone, speaker, LEDs or buttons are used")
+    return warnings
+
+
+def describe(config: Config) -> str:
+    """A few lines for ``edgevoice config check``: what the speaker will actually use."""
+    source = str(config.source) if config.source else "built-in defaults (no config file)"
+    device, realtime = config.device, config.realtime
+    return (
+        f"config:   {source}\n"
+        f"hardware: {device.hardware}, board {device.board}\n"
+        f"model:    {realtime.model}, voice {realtime.voice}\n"
+        f"url:      {realtime.url}\n"
+        f"key file: {realtime.api_key_file or 'none'}"
+    )
