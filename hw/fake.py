@@ -1,0 +1,344 @@
+"""Fakes of every hardware port, shipped so the daemon runs without a Pi.
+
+They are driven by physical verbs: a WAV file is *spoken* into the mic
+(``feed_wav``), a button is *pressed* (``press("talk", hold_s=1.2)``), and
+everything the device does is recorded: every sample written to the DAC, every
+LED change with its time, every systemd notification.
+
+``FakeDuplex`` runs its callback from its own thread, paced in real time (or
+``speed`` times faster), exactly like PortAudio does, so the daemon's thread
+boundary is exercised for real. Tests that want virtual time do not start the
+thread and call ``step()`` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from hw.ports import (
+    OFF,
+    AudioError,
+    ButtonEvent,
+    ButtonHandler,
+    DuplexCallback,
+    DuplexFormat,
+    Rgb,
+    StreamTime,
+    XrunCounters,
+)
+
+
+def read_wav_mono(path: Path, rate_hz: int) -> npt.NDArray[np.int16]:
+    """Read a PCM16 WAV as mono int16 at ``rate_hz`` (mixing channels, resampling)."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != 2:
+                raise AudioError(f"{path}: only 16-bit PCM WAV files are supported")
+            channels = wav.getnchannels()
+            source_rate_hz = wav.getframerate()
+            data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    except (OSError, EOFError, wave.Error) as exc:
+        raise AudioError(f"{path}: cannot read WAV file: {exc}") from exc
+    mono: npt.NDArray[np.float32] = data.reshape(-1, channels).astype(np.float32).mean(axis=1)
+    mono /= 32768.0
+    if source_rate_hz != rate_hz:
+        mono = np.asarray(soxr.resample(mono, source_rate_hz, rate_hz), dtype=np.float32)
+    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def write_wav(path: Path, samples: np.ndarray, rate_hz: int) -> None:
+    """Write int16 samples shaped (frames,) or (frames, channels) as a PCM16 WAV."""
+    frames = samples.reshape(len(samples), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(frames.shape[1])
+        wav.setsampwidth(2)
+        wav.setframerate(rate_hz)
+        wav.writeframes(frames.astype("<i2").tobytes())
+
+
+@dataclass
+class _Source:
+    start_frame: int
+    samples: np.ndarray  # float32 mono
+
+
+class FakeDuplex:
+    """A full-duplex stream with a scripted mic and a recording DAC.
+
+    ``mic_channels`` receive what is fed; ``loopback_channels`` carry what was
+    played one block earlier (like the 6-mic kit's hardware loopback);
+    ``echo_gain`` adds the played signal back into the mic after
+    ``echo_delay_ms`` (a loudspeaker next to the mics).
+    """
+
+    def __init__(
+        self,
+        fmt: DuplexFormat,
+        *,
+        mic_channels: Sequence[int] = (0,),
+        loopback_channels: Sequence[int] = (),
+        echo_gain: float = 0.0,
+        echo_delay_ms: float = 0.0,
+        speed: float = 1.0,
+        output_latency_blocks: int = 2,
+    ) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._fmt = fmt
+        self._mic_channels = tuple(mic_channels)
+        self._loopback_channels = tuple(loopback_channels)
+        self._echo_gain = echo_gain
+        self._echo_delay_frames = round(echo_delay_ms * fmt.rate_hz / 1000)
+        self._speed = speed
+        self._latency_frames = output_latency_blocks * fmt.block_frames
+        self._xruns = XrunCounters()
+        self._sources: list[_Source] = []
+        self._played: list[np.ndarray] = []
+        self._played_mono: list[np.ndarray] = []
+        self._frame = 0
+        self._callback: DuplexCallback | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._unplugged = False
+        self.callbacks = 0
+
+    # -- the port -------------------------------------------------------------
+    @property
+    def format(self) -> DuplexFormat:
+        return self._fmt
+
+    @property
+    def xruns(self) -> XrunCounters:
+        return self._xruns
+
+    @property
+    def latency_s(self) -> tuple[float, float]:
+        return (self._fmt.block_ms / 1000.0, self._latency_frames / self._fmt.rate_hz)
+
+    def start(self, callback: DuplexCallback) -> None:
+        """Start the paced audio thread calling ``callback`` every block."""
+        if self._unplugged:
+            raise AudioError("fake audio device is unplugged")
+        self._callback = callback
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="fake-duplex", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
+
+    # -- physical verbs -------------------------------------------------------
+    @property
+    def time_s(self) -> float:
+        """The stream's clock: frames processed so far, in seconds."""
+        return self._frame / self._fmt.rate_hz
+
+    def feed(self, samples: np.ndarray, *, at_s: float | None = None, gain: float = 1.0) -> None:
+        """Sound ``samples`` (mono int16 at the stream rate) into the mic at ``at_s``.
+
+        ``at_s`` defaults to now on the stream clock.
+        """
+        start = self._frame if at_s is None else round(at_s * self._fmt.rate_hz)
+        audio = samples.astype(np.float32) * gain
+        with self._lock:
+            self._sources.append(_Source(start, audio))
+
+    def feed_wav(self, path: Path, *, at_s: float | None = None, gain: float = 1.0) -> float:
+        """Speak a WAV file into the mic; returns its duration in seconds."""
+        samples = read_wav_mono(path, self._fmt.rate_hz)
+        self.feed(samples, at_s=at_s, gain=gain)
+        return len(samples) / self._fmt.rate_hz
+
+    def unplug(self) -> None:
+        """Pull the device: the stream stops and opening fails until ``plug()``."""
+        self._unplugged = True
+        self.stop()
+
+    def plug(self) -> None:
+        self._unplugged = False
+
+    def step(self, blocks: int = 1) -> None:
+        """Run the callback for ``blocks`` blocks now, without pacing (virtual time)."""
+        if self._callback is None:
+            raise AudioError("start() or set_callback() first")
+        for _ in range(blocks):
+            self._tick()
+
+    def set_callback(self, callback: DuplexCallback) -> None:
+        """Attach a callback for manual stepping, without starting the thread."""
+        self._callback = callback
+
+    def played(self) -> np.ndarray:
+        """Every frame written to the DAC so far, (frames, out_channels) int16."""
+        if not self._played:
+            return np.zeros((0, self._fmt.out_channels), np.int16)
+        return np.concatenate(self._played)
+
+    def save_output(self, path: Path) -> None:
+        """Write every sample written to the DAC to a WAV file."""
+        write_wav(path, self.played(), self._fmt.rate_hz)
+
+    # -- internals ------------------------------------------------------------
+    def _run(self) -> None:
+        block_s = self._fmt.block_frames / self._fmt.rate_hz / self._speed
+        next_at = time.monotonic()
+        while not self._stopping.is_set():
+            self._tick()
+            next_at += block_s
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                self._stopping.wait(delay)
+            elif delay < -0.5:  # far behind (debugger, suspended VM): resync, count it
+                self._xruns.output_underflows += 1
+                next_at = time.monotonic()
+
+    def _mic_block(self, n: int) -> np.ndarray:
+        mono = np.zeros(n, np.float32)
+        start, end = self._frame, self._frame + n
+        with self._lock:
+            live = []
+            for src in self._sources:
+                src_end = src.start_frame + len(src.samples)
+                if src_end > start and src.start_frame < end:
+                    a, b = max(start, src.start_frame), min(end, src_end)
+                    offset = src.start_frame
+                    mono[a - start : b - start] += src.samples[a - offset : b - offset]
+                if src_end > end:
+                    live.append(src)
+            self._sources = live
+        if self._echo_gain and self._played_mono:
+            mono += self._echo_gain * self._delayed_output(start, n)
+        return mono
+
+    def _delayed_output(self, start: int, n: int) -> np.ndarray:
+        blocks = (self._echo_delay_frames + self._latency_frames) // n + 2
+        played = np.concatenate(self._played_mono[-blocks:])
+        # index into ``played``, whose last sample is stream frame self._frame - 1
+        offset = self._frame - len(played)
+        idx = np.arange(start, start + n) - self._echo_delay_frames - self._latency_frames - offset
+        valid = (idx >= 0) & (idx < len(played))
+        out = np.zeros(n, np.float32)
+        out[valid] = played[idx[valid]]
+        return out
+
+    def _tick(self) -> None:
+        callback = self._callback
+        if callback is None:
+            return
+        fmt = self._fmt
+        n = fmt.block_frames
+        block = np.zeros((n, fmt.in_channels), np.int16)
+        mono = np.clip(np.round(self._mic_block(n)), -32768, 32767).astype(np.int16)
+        for ch in self._mic_channels:
+            block[:, ch] = mono
+        if self._loopback_channels and self._played_mono:
+            last = np.clip(np.round(self._played_mono[-1]), -32768, 32767).astype(np.int16)
+            for ch in self._loopback_channels:
+                block[:, ch] = last
+        now_s = self._frame / fmt.rate_hz
+        stream_time = StreamTime(
+            input_adc_s=now_s,
+            output_dac_s=(self._frame + self._latency_frames) / fmt.rate_hz,
+            current_s=now_s,
+        )
+        out = callback(block, stream_time)
+        if out.shape != (n, fmt.out_channels):
+            out = np.zeros((n, fmt.out_channels), np.int16)
+        self._played.append(out.copy())
+        self._played_mono.append(out[:, 0].astype(np.float32))
+        if len(self._played_mono) > 64:
+            del self._played_mono[:-64]
+        self._frame += n
+        self.callbacks += 1
+
+
+@dataclass(frozen=True)
+class LedFrame:
+    """One change of the LEDs: when, and what they showed."""
+
+    at_s: float
+    pixels: tuple[Rgb, ...]
+
+
+class FakeLeds:
+    """LEDs that record every change of what they show, with its time."""
+
+    def __init__(self, count: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._count = count
+        self._clock = clock
+        self.frames: list[LedFrame] = []
+        self.closed = False
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def show(self, pixels: Sequence[Rgb]) -> None:
+        if len(pixels) != self._count:
+            raise ValueError(f"expected {self._count} pixels, got {len(pixels)}")
+        frame = tuple(pixels)
+        if not self.frames or self.frames[-1].pixels != frame:
+            self.frames.append(LedFrame(self._clock(), frame))
+
+    def close(self) -> None:
+        if not self.closed:
+            self.show([OFF] * self._count)
+            self.closed = True
+
+
+class FakeButtons:
+    """Buttons pressed by a script: ``press("talk", hold_s=1.2)``."""
+
+    def __init__(self, names: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
+        self._names = tuple(names)
+        self._clock = clock
+        self._handler: ButtonHandler | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self._names
+
+    def set_handler(self, handler: ButtonHandler | None) -> None:
+        self._handler = handler
+
+    def press(self, name: str, hold_s: float = 0.1) -> None:
+        """Press and release ``name``; the release is stamped ``hold_s`` later."""
+        if name not in self._names:
+            raise ValueError(f"no button {name!r}; buttons: {', '.join(self._names) or 'none'}")
+        at_s = self._clock()
+        if self._handler is not None:
+            self._handler(ButtonEvent(name, True, at_s))
+            self._handler(ButtonEvent(name, False, at_s + hold_s))
+
+    def close(self) -> None:
+        self._handler = None
+
+
+@dataclass
+class FakeNotifier:
+    """Records every sd_notify message instead of sending it."""
+
+    messages: list[str] = field(default_factory=list)
+
+    def notify(self, message: str) -> bool:
+        self.messages.append(message)
+        return True
