@@ -1,0 +1,318 @@
+"""The composition root: the daemon's supervised tasks on one event loop.
+
+    audio callback ──► AudioBridge ──► capture task: VAD gate ─► 24 kHz ─► session.append
+                                                                           │
+    speaker ◄── PlaybackBuffer ◄── Conversation ◄── connection task ◄──────┘ (WebSocket)
+
+Tasks: capture (the audio loop; it feeds the watchdog), connection (connect,
+receive, reconnect with backoff), sender (drains the sans-I/O session to the
+socket), LEDs, and the service notifier. No task ever waits on the network
+while holding audio: while offline, mic audio is dropped, never queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from device.audio.bridge import AudioBridge
+from device.audio.capture import CapturePipeline, GateSettings
+from device.audio.playback import PlaybackBuffer
+from device.config import Config
+from device.conversation import Conversation, ReplyPlayer
+from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
+from device.realtime.client import Closed, RealtimeClient, realtime_url
+from device.realtime.session import RealtimeSession, SessionSettings
+from device.service import ServiceNotifier
+from device.state import Event, State, transition
+from device.timeline import LOCAL_SPEECH_END, LOCAL_SPEECH_START, Timeline
+from device.trace import Trace
+from device.ui.leds import pattern
+from hw.factory import Hardware
+
+log = logging.getLogger(__name__)
+
+LED_REFRESH_S = 0.05
+MAX_SEND_BACKLOG_CHUNKS = 50  # ~2 s of audio at 40 ms chunks; beyond that the link is down
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 60.0
+SLOW_RETRY_S = 300.0
+
+
+def backoff_delay_s(attempt: int, decision: Decision, rand: Callable[[], float]) -> float:
+    """Capped exponential backoff with jitter (0.5..1 of the step); pure."""
+    if decision.delay_s > 0:
+        return decision.delay_s
+    if decision.slow:
+        return SLOW_RETRY_S * (0.5 + 0.5 * rand())
+    step = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(attempt, 16)))
+    return step * (0.5 + 0.5 * rand())
+
+
+@dataclass
+class DaemonStats:
+    audio_blocks: int = 0
+    chunks_sent: int = 0
+    chunks_dropped_offline: int = 0
+    chunks_dropped_backlog: int = 0
+    chunks_held_while_speaking: int = 0
+    bad_frames: int = 0
+    connections: int = 0
+
+
+class Daemon:
+    """edgevoice: one device, one conversation at a time."""
+
+    def __init__(
+        self,
+        config: Config,
+        hardware: Hardware,
+        api_key: str,
+        *,
+        timeline: Timeline | None = None,
+        trace: Trace | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.config = config
+        self.hw = hardware
+        self._api_key = api_key
+        self.timeline = timeline
+        self._trace = trace
+        self._rand = rand
+        self.state = State.OFFLINE
+        self.stats = DaemonStats()
+        self.service = ServiceNotifier(hardware.notifier)
+        fmt = hardware.duplex.format
+        self.playback = PlaybackBuffer(fmt.rate_hz)
+        self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
+        vad = config.vad
+        self.capture = CapturePipeline(
+            fmt.rate_hz,
+            GateSettings(vad.aggressiveness, vad.start_ms, vad.pre_roll_ms, vad.hangover_ms),
+            config.audio.send_chunk_ms,
+        )
+        self.conversation: Conversation | None = None
+        self._session: RealtimeSession | None = None
+        self._send_wanted = asyncio.Event()
+        self._backlog_chunks = 0
+        self._bridge: AudioBridge | None = None
+        self.replies_finished = 0
+        self._reply_finished = asyncio.Event()
+
+    def __repr__(self) -> str:  # never shows the key
+        return f"Daemon(state={self.state.value})"
+
+    @property
+    def mic_channel(self) -> int:
+        configured = self.config.audio.mic_channel
+        return self.hw.board.mic_channels[0] if configured < 0 else configured
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; raises HardwareError if audio cannot start."""
+        loop = asyncio.get_running_loop()
+        self._bridge = AudioBridge(
+            loop,
+            self.hw.duplex.format,
+            self.playback,
+            mic_channel=self.mic_channel,
+            loopback_channels=self.hw.board.loopback_channels,
+        )
+        self.service.status(self._status_line())
+        self.hw.duplex.start(self._bridge.callback)
+        bridge = self._bridge
+        tasks = [
+            asyncio.create_task(self._capture_loop(self._bridge), name="capture"),
+            asyncio.create_task(self._connection_loop(stop), name="connection"),
+            asyncio.create_task(self._led_loop(), name="leds"),
+            asyncio.create_task(
+                self.service.watchdog_loop(
+                    lambda: bridge.stats.callbacks, lambda: self.stats.audio_blocks
+                ),
+                name="watchdog",
+            ),
+        ]
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            # Tasks may end on their own (no watchdog configured, LEDs gone);
+            # only the stop request or a task's exception ends the daemon.
+            running: set[asyncio.Task[Any]] = {stopped, *tasks}
+            while not stopped.done():
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    exc = task.exception()
+                    if exc is not None:
+                        raise exc
+        finally:
+            self.service.stopping()
+            for task in [*tasks, stopped]:
+                task.cancel()
+            await asyncio.gather(*tasks, stopped, return_exceptions=True)
+            self.hw.duplex.stop()
+            self.hw.leds.close()
+
+    async def wait_for_replies(self, count: int) -> None:
+        """Return once ``count`` replies have finished playing (or been cut)."""
+        while self.replies_finished < count:
+            await self._reply_finished.wait()
+            self._reply_finished.clear()
+
+    # -- state -----------------------------------------------------------------------
+    def dispatch(self, event: Event) -> None:
+        if event is Event.REPLY_FINISHED:
+            self.replies_finished += 1
+            self._reply_finished.set()
+        new = transition(self.state, event)
+        if new is not self.state:
+            log.info("state %s -> %s (%s)", self.state.value, new.value, event.value)
+            self.state = new
+            self.service.status(self._status_line())
+
+    def _status_line(self) -> str:
+        online = "connected" if self._session is not None else "not connected"
+        return f"{self.state.value}, {online}"
+
+    # -- audio -----------------------------------------------------------------------
+    async def _capture_loop(self, bridge: AudioBridge) -> None:
+        hangover_s = self.config.vad.hangover_ms / 1000.0
+        while True:
+            for block in await bridge.get():
+                self.stats.audio_blocks += 1
+                for played in block.playback_events:
+                    if self.conversation is not None:
+                        for event in self.conversation.on_playback(played, block.at_s):
+                            self.dispatch(event)
+                result = self.capture.process(block.mic)
+                if result.speech_started and self.timeline is not None:
+                    onset_s = block.at_s - result.onset_offset_ms / 1000.0
+                    self.timeline.mark(LOCAL_SPEECH_START, at_s=onset_s)
+                if result.speech_stopped and self.timeline is not None:
+                    self.timeline.mark(LOCAL_SPEECH_END, at_s=block.at_s - hangover_s)
+                for chunk in result.chunks:
+                    self._stream(chunk)
+            self.service.ready()
+
+    def _stream(self, chunk: bytes) -> None:
+        session = self._session
+        if session is None or not session.configured:
+            self.stats.chunks_dropped_offline += 1
+            return
+        if self.playback.queued_frames > 0:
+            # Without echo cancellation in the capture loop the speaker would
+            # hear itself and interrupt its own reply: hold the mic meanwhile.
+            self.stats.chunks_held_while_speaking += 1
+            return
+        if self._backlog_chunks >= MAX_SEND_BACKLOG_CHUNKS:
+            self.stats.chunks_dropped_backlog += 1
+            return
+        session.append_audio(chunk)
+        self._backlog_chunks += 1
+        self._send_wanted.set()
+
+    async def _led_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        leds = self.hw.leds
+        while True:
+            try:
+                leds.show(pattern(self.state, loop.time(), leds.count))
+            except Exception:
+                log.exception("LED update failed; LEDs stay as they are")
+                return
+            await asyncio.sleep(LED_REFRESH_S)
+
+    # -- network ---------------------------------------------------------------------
+    def _settings(self) -> SessionSettings:
+        rt = self.config.realtime
+        return SessionSettings(voice=rt.voice, instructions=rt.instructions)
+
+    async def _connection_loop(self, stop: asyncio.Event) -> None:
+        rt = self.config.realtime
+        url = realtime_url(rt.url, rt.model)
+        attempt = 0
+        while not stop.is_set():
+            client = RealtimeClient(
+                url,
+                self._api_key,
+                max_message_bytes=rt.max_message_mib * 1024 * 1024,
+                open_timeout_s=rt.connect_timeout_s,
+                trace=self._trace,
+            )
+            try:
+                await client.connect()
+                attempt = 0
+                self.stats.connections += 1
+                log.info("connected to %s", rt.url)
+                await self._run_session(client)
+                decision = Decision(True, "session ended")
+            except Closed as exc:
+                decision = classify_close(exc.code)
+            except (ServiceError, OSError, TimeoutError, RemoteProtocolError) as exc:
+                decision = classify(exc)
+            finally:
+                self._session = None
+                self.conversation = None
+                self.dispatch(Event.DISCONNECTED)
+                with contextlib.suppress(Exception):
+                    await client.close(1000)
+            if decision.slow:
+                self.dispatch(Event.FAULT)
+            delay_s = backoff_delay_s(attempt, decision, self._rand)
+            log.warning("%s; reconnecting in %.1f s", decision.reason, delay_s)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+            if self.state is State.FAULT:
+                self.dispatch(Event.RECOVERED)
+
+    async def _run_session(self, client: RealtimeClient) -> None:
+        """Serve one connection until it closes (raises Closed)."""
+        session = RealtimeSession(self._settings())
+        conversation = Conversation(session, self.reply, self.timeline)
+        self._session, self.conversation = session, conversation
+        self._backlog_chunks = 0
+        session.configure()
+        self._send_wanted.set()
+        sender = asyncio.create_task(self._sender(client, session), name="sender")
+        receiver = asyncio.create_task(self._receiver(client, session, conversation))
+        try:
+            done, _ = await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
+            raise Closed(None, "session tasks ended")
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+
+    async def _receiver(
+        self, client: RealtimeClient, session: RealtimeSession, conversation: Conversation
+    ) -> None:
+        while True:
+            frame = await client.recv()
+            try:
+                events = session.receive(frame)
+            except RemoteProtocolError as exc:
+                self.stats.bad_frames += 1
+                log.warning("ignored a bad frame from the service: %s", exc)
+                continue
+            for server_event in events:
+                for event in conversation.handle(server_event):
+                    self.dispatch(event)
+            self._send_wanted.set()
+
+    async def _sender(self, client: RealtimeClient, session: RealtimeSession) -> None:
+        while True:
+            await self._send_wanted.wait()
+            self._send_wanted.clear()
+            for event in session.data_to_send():
+                if event.get("type") == "input_audio_buffer.append":
+                    self._backlog_chunks -= 1
+                    self.stats.chunks_sent += 1
+                await client.send(event)

@@ -1,0 +1,145 @@
+"""The ``edgevoice`` command line.
+
+Exit codes: 0 ok, 1 failure (hardware, network), 2 usage, 78 configuration or
+credential error (the unit does not restart on 78: a person must fix it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from device.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, CredentialError
+
+if TYPE_CHECKING:
+    from device.app import Daemon
+    from device.config import Config
+
+log = logging.getLogger("edgevoice")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgevoice",
+        description="Smart-speaker daemon: a mic-array HAT talking to the OpenAI Realtime API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon on the configured hardware and the API")
+    run.add_argument("--config", type=Path, help="config file (default: $EDGEVOICE_CONFIG, "
+                     "else /etc/edgevoice/edgevoice.toml if present, else built-in defaults)")
+
+    demo = sub.add_parser("demo", help="the daemon on fake hardware against the local simulator")
+    demo.add_argument("--input", type=Path, help="spoken question, a 16-bit PCM WAV "
+                      "(default: the shipped question)")
+    demo.add_argument("--output", type=Path, default=Path("out/demo/reply.wav"),
+                      help="WAV of everything the speaker played (default: %(default)s)")
+    demo.add_argument("--trace", type=Path, help="write every event sent and received as "
+                      "JSON lines to this file")
+    demo.add_argument("--config", type=Path, help="config file to start from")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="run the fake audio clock this many times faster than real time")
+    demo.add_argument("--timeout", type=float, default=60.0,
+                      help="give up after this many seconds of audio time (default: %(default)s)")
+    demo.add_argument("--reply-text", help="what the simulator answers")
+    demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
+                      help="how the simulator speaks (default: espeak-ng when installed)")
+
+    config = sub.add_parser("config", help="configuration tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_sub.add_parser("check", help="validate a config file and show what it sets")
+    check.add_argument("path", nargs="?", type=Path, help="config file (default: as for run)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "demo":
+            from device.demo import run_demo
+
+            return run_demo(args)
+        return _config_check(args)
+    except (ConfigError, CredentialError) as exc:
+        print(f"edgevoice: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+
+
+def _load(path: Path | None) -> Config:
+    from device.config import load_config, resolve_config_path
+
+    resolved, _explicit = resolve_config_path(path, os.environ)
+    return load_config(resolved)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from device.config import config_warnings, describe
+
+    config = _load(args.path)
+    print(describe(config))
+    for warning in config_warnings(config):
+        print(f"warning: {warning}")
+    print("config ok")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from device.app import Daemon
+    from device.config import config_warnings
+    from device.credentials import load_api_key
+    from device.logs import setup_logging
+    from hw.factory import HardwareRequest, build_hardware, resolve_kind
+    from hw.ports import HardwareError
+
+    config = _load(args.config)
+    setup_logging(config.device.log_level)
+    for warning in config_warnings(config):
+        log.warning("%s", warning)
+    api_key, key_warnings = load_api_key(config, os.environ)
+    for warning in key_warnings:
+        log.warning("%s", warning)
+    log.info("API key from %s", api_key.source)
+    try:
+        kind = resolve_kind(config.device.hardware, os.environ)
+        hardware = build_hardware(
+            HardwareRequest(
+                kind=kind,
+                board=config.device.board,
+                input_device=config.audio.input_device,
+                output_device=config.audio.output_device,
+                block_ms=config.audio.block_ms,
+            )
+        )
+    except (HardwareError, ImportError) as exc:
+        print(f"edgevoice: hardware: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for note in hardware.notes:
+        log.warning("%s", note)
+    daemon = Daemon(config, hardware, api_key.secret.reveal())
+    try:
+        asyncio.run(_serve(daemon))
+    except HardwareError as exc:
+        print(f"edgevoice: audio: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        hardware.close()
+    return EXIT_OK
+
+
+async def _serve(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.run(stop)
