@@ -43,6 +43,20 @@ BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
 SLOW_RETRY_S = 300.0
 
+# Settings read when the hardware is opened: a reload cannot apply them.
+RESTART_ONLY = (
+    ("device", "hardware"),
+    ("device", "board"),
+    ("audio", "input_device"),
+    ("audio", "output_device"),
+    ("audio", "block_ms"),
+    ("audio", "mic_channel"),
+)
+
+
+class _SessionRestart(Exception):
+    """The session must be replaced (its settings changed)."""
+
 
 def backoff_delay_s(attempt: int, decision: Decision, rand: Callable[[], float]) -> float:
     """Capped exponential backoff with jitter (0.5..1 of the step); pure."""
@@ -90,22 +104,41 @@ class Daemon:
         fmt = hardware.duplex.format
         self.playback = PlaybackBuffer(fmt.rate_hz)
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
-        vad = config.vad
-        self.capture = CapturePipeline(
-            fmt.rate_hz,
-            GateSettings(vad.aggressiveness, vad.start_ms, vad.pre_roll_ms, vad.hangover_ms),
-            config.audio.send_chunk_ms,
-        )
+        self.capture = self._capture_pipeline(config)
         self.conversation: Conversation | None = None
         self._session: RealtimeSession | None = None
         self._send_wanted = asyncio.Event()
         self._backlog_chunks = 0
         self._bridge: AudioBridge | None = None
+        self._restart_session = asyncio.Event()
         self.replies_finished = 0
         self._reply_finished = asyncio.Event()
 
     def __repr__(self) -> str:  # never shows the key
         return f"Daemon(state={self.state.value})"
+
+    def _capture_pipeline(self, config: Config) -> CapturePipeline:
+        vad = config.vad
+        return CapturePipeline(
+            self.hw.duplex.format.rate_hz,
+            GateSettings(vad.aggressiveness, vad.start_ms, vad.pre_roll_ms, vad.hangover_ms),
+            config.audio.send_chunk_ms,
+        )
+
+    def reload(self, config: Config) -> list[str]:
+        """Apply a re-read config; returns the changed settings that need a restart."""
+        old, self.config = self.config, config
+        if config.vad != old.vad or config.audio.send_chunk_ms != old.audio.send_chunk_ms:
+            self.capture = self._capture_pipeline(config)
+        pending = [
+            f"{section}.{key}"
+            for section, key in RESTART_ONLY
+            if getattr(getattr(old, section), key) != getattr(getattr(config, section), key)
+        ]
+        if config.realtime != old.realtime:
+            # The voice cannot change within a session: start a new one.
+            self._restart_session.set()
+        return pending
 
     @property
     def mic_channel(self) -> int:
@@ -231,10 +264,11 @@ class Daemon:
         return SessionSettings(voice=rt.voice, instructions=rt.instructions)
 
     async def _connection_loop(self, stop: asyncio.Event) -> None:
-        rt = self.config.realtime
-        url = realtime_url(rt.url, rt.model)
         attempt = 0
         while not stop.is_set():
+            rt = self.config.realtime  # re-read: a reload may have changed it
+            url = realtime_url(rt.url, rt.model)
+            restart = False
             client = RealtimeClient(
                 url,
                 self._api_key,
@@ -249,6 +283,9 @@ class Daemon:
                 log.info("connected to %s", rt.url)
                 await self._run_session(client)
                 decision = Decision(True, "session ended")
+            except _SessionRestart:
+                restart = True
+                decision = Decision(True, "settings changed")
             except Closed as exc:
                 decision = classify_close(exc.code)
             except (ServiceError, OSError, TimeoutError, RemoteProtocolError) as exc:
@@ -261,8 +298,9 @@ class Daemon:
                     await client.close(1000)
             if decision.slow:
                 self.dispatch(Event.FAULT)
-            delay_s = backoff_delay_s(attempt, decision, self._rand)
-            log.warning("%s; reconnecting in %.1f s", decision.reason, delay_s)
+            delay_s = 0.0 if restart else backoff_delay_s(attempt, decision, self._rand)
+            log.log(logging.INFO if restart else logging.WARNING,
+                    "%s; reconnecting in %.1f s", decision.reason, delay_s)
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay_s)
@@ -277,19 +315,24 @@ class Daemon:
         self._backlog_chunks = 0
         session.configure()
         self._send_wanted.set()
+        self._restart_session.clear()
         sender = asyncio.create_task(self._sender(client, session), name="sender")
         receiver = asyncio.create_task(self._receiver(client, session, conversation))
+        restart = asyncio.create_task(self._restart_session.wait())
+        tasks = (sender, receiver, restart)
         try:
-            done, _ = await asyncio.wait([sender, receiver], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if restart in done:
+                raise _SessionRestart()
             for task in done:
                 exc = task.exception()
                 if exc is not None:
                     raise exc
             raise Closed(None, "session tasks ended")
         finally:
-            for task in (sender, receiver):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _receiver(
         self, client: RealtimeClient, session: RealtimeSession, conversation: Conversation

@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("%s", note)
     daemon = Daemon(config, hardware, api_key.secret.reveal())
     try:
-        asyncio.run(_serve(daemon))
+        asyncio.run(_serve(daemon, config.source))
     except HardwareError as exc:
         print(f"edgevoice: audio: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -137,9 +137,25 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _serve(daemon: Daemon) -> None:
+async def _serve(daemon: Daemon, config_path: Path | None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, _reload, daemon, config_path)
     await daemon.run(stop)
+
+
+def _reload(daemon: Daemon, path: Path | None) -> None:
+    """SIGHUP: re-read the config; a bad file keeps the running config."""
+    from device.config import load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        log.error("config reload failed, keeping the running config: %s", exc)
+        return
+    logging.getLogger().setLevel(logging.getLevelName(config.device.log_level.upper()))
+    for setting in daemon.reload(config):
+        log.warning("%s changed: it takes effect after a restart", setting)
+    log.info("config reloaded from %s", path or "built-in defaults")

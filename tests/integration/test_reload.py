@@ -1,0 +1,84 @@
+"""SIGHUP re-reads the config: new realtime settings start a new session,
+settings bound to the open hardware wait for a restart, a bad file changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from device.app import Daemon
+from device.cli import _reload
+from device.config import load_config, with_overrides
+from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
+from hw.factory import HardwareRequest, build_fake
+
+
+def voices_configured(sim: RealtimeSimulator) -> list[str]:
+    return [
+        e["session"]["audio"]["output"]["voice"]
+        for e in sim.received
+        if e.get("type") == "session.update"
+    ]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Poll state that other tasks change (bounded: fails after ``timeout_s``)."""
+    for _ in range(int(timeout_s / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def test_new_voice_starts_a_new_session_with_it() -> None:
+    async def body() -> None:
+        async with RealtimeSimulator(SimulatorOptions(voice_engine="tone")) as sim:
+            config = with_overrides(load_config(None), device={"hardware": "fake"},
+                                    realtime={"url": sim.url, "voice": "marin"})
+            hardware = build_fake(HardwareRequest("fake"), speed=4.0)
+            daemon = Daemon(config, hardware, "sk-test-reload")
+            stop = asyncio.Event()
+            task = asyncio.create_task(daemon.run(stop))
+            try:
+                await wait_until(lambda: daemon.state.value == "idle")
+                pending = daemon.reload(with_overrides(config, realtime={"voice": "cedar"}))
+                assert pending == []
+                await wait_until(lambda: voices_configured(sim) == ["marin", "cedar"])
+                assert sim.connections == 2
+                await wait_until(lambda: daemon.state.value == "idle")
+            finally:
+                stop.set()
+                await task
+                hardware.close()
+
+    asyncio.run(body())
+
+
+def test_hardware_settings_wait_for_a_restart() -> None:
+    config = with_overrides(load_config(None), device={"hardware": "fake"})
+    daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
+    changed = with_overrides(config, audio={"block_ms": 10}, vad={"hangover_ms": 500})
+    assert daemon.reload(changed) == ["audio.block_ms"]
+    assert daemon.config.vad.hangover_ms == 500
+
+
+def test_bad_file_keeps_the_running_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "edgevoice.toml"
+    path.write_text('[device]\nhardware = "fake"\n[realtime]\nvoice = "marin"\n')
+    daemon = Daemon(load_config(path), build_fake(HardwareRequest("fake")), "sk-test")
+    path.write_text('[realtime]\nvoice = "nobody"\n')
+    with caplog.at_level(logging.INFO):
+        _reload(daemon, path)
+    assert daemon.config.realtime.voice == "marin"
+    assert "config reload failed" in caplog.text and "realtime.voice" in caplog.text
+    path.write_text('[device]\nhardware = "fake"\n[realtime]\nvoice = "cedar"\n')
+    with caplog.at_level(logging.INFO):
+        _reload(daemon, path)
+    assert daemon.config.realtime.voice == "cedar"
+    assert "config reloaded" in caplog.text
