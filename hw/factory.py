@@ -191,12 +191,25 @@ def build_real(request: HardwareRequest) -> Hardware:
         output_device,
         sample_width_bits=board.sample_width_bits,
     )
-    notes = []
-    if board.leds.chip != "none":
-        notes.append(f"LEDs ({board.leds.chip}) have no driver yet: they stay dark")
-    if board.buttons:
-        notes.append("buttons have no driver yet: they are ignored")
-    return Hardware("real", board, duplex, NullLeds(), NullButtons(), SystemdNotifier(), notes)
+    from hw.gpio import build_buttons, build_leds  # gpiozero is an optional extra
+
+    # The speaker still listens and talks without its LEDs or buttons, so a part
+    # that cannot be opened stays dark or ignored, and the log says why and what to do.
+    leds: Leds
+    buttons: Buttons
+    try:
+        leds, notes = build_leds(board.leds)
+    except HardwareError as exc:
+        leds, notes = NullLeds(max(board.leds.count, 1)), [f"LEDs stay dark: {exc}"]
+    try:
+        buttons, button_notes = build_buttons(board.buttons)
+    except HardwareError as exc:
+        buttons, button_notes = NullButtons(), [f"buttons are ignored: {exc}"]
+    except BaseException:
+        leds.close()
+        raise
+    notes += button_notes
+    return Hardware("real", board, duplex, leds, buttons, SystemdNotifier(), notes)
 
 
 def build_hardware(request: HardwareRequest, *, speed: float = 1.0) -> Hardware:

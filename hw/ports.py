@@ -125,6 +125,13 @@ class Rgb:
     g: int
     b: int
 
+    def __post_init__(self) -> None:
+        # Checked once here, so no LED driver can be handed a value it would wrap.
+        if not all(isinstance(c, int) and 0 <= c <= 255 for c in (self.r, self.g, self.b)):
+            raise ValueError(
+                f"LED colour ({self.r}, {self.g}, {self.b}) has a channel outside 0..255"
+            )
+
     def scaled(self, factor: float) -> Rgb:
         f = min(max(factor, 0.0), 1.0)
         return Rgb(round(self.r * f), round(self.g * f), round(self.b * f))
