@@ -37,8 +37,8 @@ from device.realtime.events import (
     TextDelta,
     TranscriptDelta,
     Unknown,
-    parse_server_event,
 )
+from device.realtime.parse import parse_server_event
 
 PCM_RATE_HZ = 24_000  # the only PCM rate the service accepts
 PCM_BYTES_PER_MS = 48  # 16-bit mono at 24 kHz

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.errors import RemoteProtocolError
-from device.realtime.events import AudioDelta, ServerEvent, Unknown, parse_server_event
+from device.realtime.events import AudioDelta, ServerEvent, Unknown
+from device.realtime.parse import parse_server_event
 from tests.unit.test_events import EXPECTED, GA_FIXTURES
 
 SETTINGS = settings(max_examples=200, deadline=None)

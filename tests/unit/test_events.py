@@ -43,8 +43,8 @@ from device.realtime.events import (
     TranscriptDone,
     Unknown,
     Usage,
-    parse_server_event,
 )
+from device.realtime.parse import parse_server_event
 from tests.contract.oracle import server_problems
 
 PCM = bytes(range(256)) * 4  # 1024 bytes, every byte value: 10.67 ms at 24 kHz
