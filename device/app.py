@@ -26,6 +26,7 @@ from device.audio.playback import PlaybackBuffer
 from device.config import Config
 from device.conversation import Conversation, ReplyPlayer
 from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
+from device.logs import STATE_FIELD
 from device.realtime.client import Closed, RealtimeClient, realtime_url
 from device.realtime.session import RealtimeSession, SessionSettings
 from device.service import ServiceNotifier
@@ -202,7 +203,8 @@ class Daemon:
             self._reply_finished.set()
         new = transition(self.state, event)
         if new is not self.state:
-            log.info("state %s -> %s (%s)", self.state.value, new.value, event.value)
+            log.info("state %s -> %s (%s)", self.state.value, new.value, event.value,
+                     extra={STATE_FIELD: new.value})
             self.state = new
             self.service.status(self._status_line())
 

@@ -149,13 +149,14 @@ async def _serve(daemon: Daemon, config_path: Path | None) -> None:
 def _reload(daemon: Daemon, path: Path | None) -> None:
     """SIGHUP: re-read the config; a bad file keeps the running config."""
     from device.config import load_config
+    from device.logs import reconfigure_level
 
     try:
         config = load_config(path)
     except ConfigError as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         return
-    logging.getLogger().setLevel(logging.getLevelName(config.device.log_level.upper()))
+    reconfigure_level(config.device.log_level)
     for setting in daemon.reload(config):
         log.warning("%s changed: it takes effect after a restart", setting)
     log.info("config reloaded from %s", path or "built-in defaults")
