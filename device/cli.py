@@ -1,7 +1,8 @@
 """The ``edgevoice`` command line.
 
-Exit codes: 0 ok, 1 failure (hardware, network), 2 usage, 78 configuration or
-credential error (the unit does not restart on 78: a person must fix it).
+Exit codes: 0 ok, 1 failure (hardware, network), 2 usage or an unusable input file,
+78 configuration or credential error (the unit does not restart on 78: a person must
+fix it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
                       help="how the simulator speaks (default: espeak-ng when installed)")
 
+    from device.vad_tool import add_arguments as add_vad_arguments
+
+    vad = sub.add_parser("vad", help="print the speech segments of a recording")
+    add_vad_arguments(vad)
+
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_sub.add_parser("check", help="validate a config file and show what it sets")
@@ -68,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from device.demo import run_demo
 
             return run_demo(args)
+        if args.command == "vad":
+            from device.vad_tool import run_vad
+
+            return run_vad(args.path, backend=args.backend, channel=args.channel,
+                           as_json=args.as_json, out=sys.stdout)
         return _config_check(args)
     except (ConfigError, CredentialError) as exc:
         print(f"edgevoice: {exc}", file=sys.stderr)

@@ -36,6 +36,16 @@ ev_apt_install() {
 		"${missing[@]}" >/dev/null || ev_die "apt-get install ${missing[*]} failed"
 }
 
+# ev_silero_model: the Silero VAD model file, from the silero-vad wheel without its
+# torch dependency (the daemon loads the ONNX file with onnxruntime).
+ev_silero_model() {
+	"$EV_VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("silero_vad") is None)' &&
+		return 0
+	ev_log "installing the Silero VAD model (silero-vad, without torch)"
+	"$EV_VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "silero-vad==6.2.3" ||
+		ev_die "pip install silero-vad failed"
+}
+
 # ev_venv [EXTRAS]: a venv with the package installed in editable mode; re-installs
 # only when pyproject.toml or the extras change.
 ev_venv() {
