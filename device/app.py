@@ -23,6 +23,7 @@ from typing import Any
 from device.audio.bridge import AudioBridge
 from device.audio.capture import CapturePipeline, GateSettings
 from device.audio.playback import PlaybackBuffer
+from device.audio.supervisor import AudioSupervisor
 from device.config import Config
 from device.conversation import Conversation, ReplyPlayer
 from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
@@ -112,6 +113,9 @@ class Daemon:
         self._backlog_chunks = 0
         self._bridge: AudioBridge | None = None
         self._restart_session = asyncio.Event()
+        self.audio = AudioSupervisor()
+        # What currently needs a person or waits on hardware; FAULT lasts while any does.
+        self.faults: set[str] = set()
         self.replies_finished = 0
         self._reply_finished = asyncio.Event()
 
@@ -158,15 +162,30 @@ class Daemon:
             loopback_channels=self.hw.board.loopback_channels,
         )
         self.service.status(self._status_line())
-        self.hw.duplex.start(self._bridge.callback)
         bridge = self._bridge
+        # Open once here so a device missing at start is a clear error for the
+        # person starting us; from then on the supervisor reopens it after faults.
+        self.hw.duplex.start(bridge.callback)
         tasks = [
+            asyncio.create_task(
+                self.audio.run(
+                    self.hw.duplex,
+                    bridge.callback,
+                    on_fault=lambda reason: self._set_fault("audio", reason),
+                    on_recovered=lambda: self._clear_fault("audio"),
+                ),
+                name="audio",
+            ),
             asyncio.create_task(self._capture_loop(self._bridge), name="capture"),
             asyncio.create_task(self._connection_loop(stop), name="connection"),
             asyncio.create_task(self._led_loop(), name="leds"),
             asyncio.create_task(
                 self.service.watchdog_loop(
-                    lambda: bridge.stats.callbacks, lambda: self.stats.audio_blocks
+                    lambda: bridge.stats.callbacks,
+                    lambda: self.stats.audio_blocks,
+                    # A device the supervisor knows is gone is not a wedged loop:
+                    # restarting the service would not bring it back.
+                    excused=lambda: self.audio.faulted,
                 ),
                 name="watchdog",
             ),
@@ -210,7 +229,30 @@ class Daemon:
 
     def _status_line(self) -> str:
         online = "connected" if self._session is not None else "not connected"
-        return f"{self.state.value}, {online}"
+        faults = f", fault: {', '.join(sorted(self.faults))}" if self.faults else ""
+        return f"{self.state.value}, {online}{faults}"
+
+    def _set_fault(self, source: str, reason: str) -> None:
+        """``source`` ("audio", "service") needs attention; FAULT until all clear."""
+        log.error("%s fault: %s", source, reason)
+        self.faults.add(source)
+        self.dispatch(Event.FAULT)
+        self.service.status(self._status_line())
+        if source == "audio":
+            # systemd waits for READY; an absent device must not make it kill us
+            # in a loop: we report the fault and keep trying ourselves.
+            self.service.ready()
+
+    def _clear_fault(self, source: str) -> None:
+        if source not in self.faults:
+            return
+        self.faults.discard(source)
+        log.info("%s recovered", source)
+        if not self.faults:
+            self.dispatch(Event.RECOVERED)
+            if self._session is not None and self._session.configured:
+                self.dispatch(Event.CONNECTED)
+        self.service.status(self._status_line())
 
     # -- audio -----------------------------------------------------------------------
     async def _capture_loop(self, bridge: AudioBridge) -> None:
@@ -299,15 +341,15 @@ class Daemon:
                 with contextlib.suppress(Exception):
                     await client.close(1000)
             if decision.slow:
-                self.dispatch(Event.FAULT)
+                self._set_fault("service", decision.reason)
             delay_s = 0.0 if restart else backoff_delay_s(attempt, decision, self._rand)
             log.log(logging.INFO if restart else logging.WARNING,
                     "%s; reconnecting in %.1f s", decision.reason, delay_s)
             attempt += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay_s)
-            if self.state is State.FAULT:
-                self.dispatch(Event.RECOVERED)
+            # The retry may succeed; a new failure sets the fault again.
+            self._clear_fault("service")
 
     async def _run_session(self, client: RealtimeClient) -> None:
         """Serve one connection until it closes (raises Closed)."""

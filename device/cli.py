@@ -22,6 +22,7 @@ from device.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Crede
 if TYPE_CHECKING:
     from device.app import Daemon
     from device.config import Config
+    from hw.factory import HardwareRequest
 
 log = logging.getLogger("edgevoice")
 
@@ -53,6 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
                       help="how the simulator speaks (default: espeak-ng when installed)")
 
+    devices = sub.add_parser(
+        "devices", help="audio devices, ALSA cards, I2C chips and the board that would be used"
+    )
+    devices.add_argument("--config", type=Path, help="config file (default: as for run)")
+
+    selftest = sub.add_parser(
+        "selftest", help="check speaker and mics, LEDs, a button, the API key and the network"
+    )
+    selftest.add_argument("--config", type=Path, help="config file (default: as for run)")
+    selftest.add_argument("--button-timeout", type=float, default=10.0,
+                          help="seconds to wait for a button press (default: %(default)s)")
+
     from device.vad_tool import add_arguments as add_vad_arguments
 
     vad = sub.add_parser("vad", help="print the speech segments of a recording")
@@ -74,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from device.demo import run_demo
 
             return run_demo(args)
+        if args.command == "devices":
+            return _devices(args)
+        if args.command == "selftest":
+            return _selftest(args)
         if args.command == "vad":
             from device.vad_tool import run_vad
 
@@ -105,12 +122,65 @@ def _config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _devices(args: argparse.Namespace) -> int:
+    from device.devices import devices_report
+
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:  # still show the hardware: it helps fix the config
+        print(f"edgevoice: {exc}; showing devices without it", file=sys.stderr)
+        print(devices_report())
+        return EXIT_OK
+    print(devices_report(board=config.device.board, input_device=config.audio.input_device,
+                         output_device=config.audio.output_device))
+    return EXIT_OK
+
+
+def _hardware_request(config: Config) -> HardwareRequest:
+    from hw.factory import HardwareRequest, resolve_kind
+
+    return HardwareRequest(
+        kind=resolve_kind(config.device.hardware, os.environ),
+        board=config.device.board,
+        input_device=config.audio.input_device,
+        output_device=config.audio.output_device,
+        block_ms=config.audio.block_ms,
+    )
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from device.credentials import load_api_key
+    from device.selftest import open_connection, run_selftest, selftest_exit_code
+    from hw.factory import build_hardware
+    from hw.ports import HardwareError
+
+    config = _load(args.config)
+    try:
+        hardware = build_hardware(_hardware_request(config))
+    except (HardwareError, ImportError) as exc:
+        print(f"FAIL hardware: {exc} — see `edgevoice devices`", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        results = asyncio.run(
+            run_selftest(
+                config,
+                hardware,
+                api_key_loader=lambda: load_api_key(config, os.environ)[0],
+                connect=open_connection,
+                button_timeout_s=args.button_timeout,
+            )
+        )
+    finally:
+        hardware.close()
+    return selftest_exit_code(results)
+
+
 def _run(args: argparse.Namespace) -> int:
     from device.app import Daemon
     from device.config import config_warnings
     from device.credentials import load_api_key
     from device.logs import setup_logging
-    from hw.factory import HardwareRequest, build_hardware, resolve_kind
+    from hw.factory import build_hardware
     from hw.ports import HardwareError
 
     config = _load(args.config)
@@ -122,16 +192,7 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     log.info("API key from %s", api_key.source)
     try:
-        kind = resolve_kind(config.device.hardware, os.environ)
-        hardware = build_hardware(
-            HardwareRequest(
-                kind=kind,
-                board=config.device.board,
-                input_device=config.audio.input_device,
-                output_device=config.audio.output_device,
-                block_ms=config.audio.block_ms,
-            )
-        )
+        hardware = build_hardware(_hardware_request(config))
     except (HardwareError, ImportError) as exc:
         print(f"edgevoice: hardware: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -49,12 +49,18 @@ class ServiceNotifier:
         self._notifier.notify("STOPPING=1")
 
     async def watchdog_loop(
-        self, callbacks: Callable[[], int], consumed: Callable[[], int]
+        self,
+        callbacks: Callable[[], int],
+        consumed: Callable[[], int],
+        excused: Callable[[], bool] = lambda: False,
     ) -> None:
         """Pet the watchdog at half its interval while audio flows end to end.
 
         ``callbacks`` counts audio callbacks (the audio thread is alive),
         ``consumed`` counts blocks the capture loop processed (the loop is alive).
+        ``excused`` is true while the audio device is known to be gone and being
+        reopened: the event loop is then evidently alive (this loop runs on it) and
+        a restart would not help, so the watchdog is still fed.
         """
         if self.watchdog_s is None:
             return
@@ -63,7 +69,7 @@ class ServiceNotifier:
         while True:
             await asyncio.sleep(period_s)
             now = (callbacks(), consumed())
-            if now[0] > last[0] and now[1] > last[1]:
+            if (now[0] > last[0] and now[1] > last[1]) or excused():
                 self._notifier.notify("WATCHDOG=1")
                 self.watchdog_pets += 1
             else:

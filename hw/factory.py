@@ -157,6 +157,29 @@ def alsa_device_pattern(card_id: str, asound: Path = Path("/proc/asound")) -> st
     return card_id
 
 
+def audio_device_names(
+    board: BoardProfile,
+    input_device: str = "",
+    output_device: str = "",
+    asound: Path = Path("/proc/asound"),
+) -> tuple[str, str | None]:
+    """The PortAudio name fragments to open for ``board``: (input, output or None = same).
+
+    Configured names win; otherwise the board's ALSA card (the one present, if
+    several ids are known), or the system default for boards without a fixed card.
+    """
+    if not input_device and board.alsa_card_names:
+        present = alsa_card_ids(asound)
+        card = next((c for c in board.alsa_card_names if c in present), board.alsa_card_names[0])
+        input_device = alsa_device_pattern(card, asound)
+    elif not input_device:
+        input_device = "default"  # e.g. a plain USB card: whatever the system plays and records
+    output = output_device or (
+        alsa_device_pattern(board.output_card, asound) if board.output_card else None
+    )
+    return input_device, output
+
+
 def build_fake(request: HardwareRequest, *, speed: float = 1.0) -> Hardware:
     board = resolve_board(request.board, "fake")
     duplex = FakeDuplex(
@@ -175,15 +198,8 @@ def build_real(request: HardwareRequest) -> Hardware:
     from hw.pyaudio_duplex import PyAudioDuplex  # PyAudio is an optional extra
 
     board = resolve_board(request.board, "real")
-    present = alsa_card_ids()
-    input_device = request.input_device
-    if not input_device and board.alsa_card_names:
-        card = next((c for c in board.alsa_card_names if c in present), board.alsa_card_names[0])
-        input_device = alsa_device_pattern(card)
-    elif not input_device:
-        input_device = "default"  # e.g. a plain USB card: whatever the system plays and records
-    output_device = request.output_device or (
-        alsa_device_pattern(board.output_card) if board.output_card else None
+    input_device, output_device = audio_device_names(
+        board, request.input_device, request.output_device
     )
     duplex = PyAudioDuplex(
         _format(board, request.block_ms),

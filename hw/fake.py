@@ -112,6 +112,8 @@ class FakeDuplex:
         self._lock = threading.Lock()
         self._unplugged = False
         self.callbacks = 0
+        self.errors = 0
+        """Exceptions (or malformed blocks) from the callback, replaced by silence."""
 
     # -- the port -------------------------------------------------------------
     @property
@@ -260,8 +262,16 @@ class FakeDuplex:
             output_dac_s=(self._frame + self._latency_frames) / fmt.rate_hz,
             current_s=now_s,
         )
-        out = callback(block, stream_time)
-        if out.shape != (n, fmt.out_channels):
+        try:
+            out = callback(block, stream_time)
+        except Exception:  # like PortAudio's adapter: a raising callback must not end the stream
+            out = None
+        if not (
+            isinstance(out, np.ndarray)
+            and out.dtype == np.int16
+            and out.shape == (n, fmt.out_channels)
+        ):
+            self.errors += 1
             out = np.zeros((n, fmt.out_channels), np.int16)
         self._played.append(out.copy())
         self._played_mono.append(out[:, 0].astype(np.float32))
@@ -325,9 +335,10 @@ class FakeButtons:
         if name not in self._names:
             raise ValueError(f"no button {name!r}; buttons: {', '.join(self._names) or 'none'}")
         at_s = self._clock()
-        if self._handler is not None:
-            self._handler(ButtonEvent(name, True, at_s))
-            self._handler(ButtonEvent(name, False, at_s + hold_s))
+        handler = self._handler  # read once: set_handler may race from another thread
+        if handler is not None:
+            handler(ButtonEvent(name, True, at_s))
+            handler(ButtonEvent(name, False, at_s + hold_s))
 
     def close(self) -> None:
         self._handler = None

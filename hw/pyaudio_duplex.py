@@ -13,230 +13,43 @@ following it belongs to the echo canceller, not here.
 Callbacks run on PortAudio's thread. An exception escaping one aborts the
 stream, so they catch everything, count it in ``errors`` and play silence.
 PyAudio is imported only when a stream is opened, so this module imports on
-machines without PortAudio.
+machines without PortAudio. Listing and choosing devices lives in
+``hw.pyaudio_devices``; block conversion and the two-clock FIFO in
+``hw.pyaudio_blocks``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from hw.ports import AudioError, DuplexCallback, DuplexFormat, PcmBlock, StreamTime, XrunCounters
-
-_log = logging.getLogger(__name__)
-
-PaFactory = Callable[[], Any]
-TimeInfo = dict[str, float]
-
-# PortAudio ABI constants (portaudio.h), so callbacks never touch the pyaudio module.
-_PA_INT32 = 0x00000002
-_PA_INT16 = 0x00000008
-_PA_CONTINUE = 0
-_STATUS_FLAGS = (  # PaStreamCallbackFlags bit -> XrunCounters field
-    (0x01, "input_underflows"),
-    (0x02, "input_overflows"),
-    (0x04, "output_underflows"),
-    (0x08, "output_overflows"),
-    (0x10, "priming_output"),
+from hw.pyaudio_blocks import (
+    PA_CONTINUE,
+    PA_INT16,
+    PA_INT32,
+    BlockCodec,
+    BlockFifo,
+    TimeInfo,
+    count_status,
+    stream_time,
+    sum_counters,
+)
+from hw.pyaudio_devices import (
+    DeviceInfo,
+    PaFactory,
+    device_not_found,
+    enumerate_devices,
+    find_device,
+    list_devices,
+    new_pa,
 )
 
-# Two-clock FIFO: start playing once two blocks are queued (absorbs the phase between the
-# two callbacks), hold at most eight (a slower DAC clock loses the oldest block, not memory).
-_FIFO_PREFILL_BLOCKS = 2
-_FIFO_MAX_BLOCKS = 8
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """One PortAudio device, as ``edgevoice devices`` and error messages show it."""
-
-    index: int
-    name: str
-    max_input_channels: int
-    max_output_channels: int
-    default_rate_hz: float
-    host_api: str
-
-
-@contextlib.contextmanager
-def _stderr_silenced() -> Iterator[None]:
-    """Point fd 2 at /dev/null while PortAudio initialises.
-
-    Pa_Initialize probes every ALSA card and JACK, and ALSA and JACK print about
-    80 lines straight to fd 2 (no Python involved) even when everything works;
-    in the journal that noise buries the messages that matter.
-    """
-    if sys.stderr is not None:
-        sys.stderr.flush()
-    try:
-        saved_fd = os.dup(2)
-    except OSError:  # no fd 2 at all: nothing to protect
-        yield
-        return
-    try:
-        devnull_fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull_fd, 2)
-        os.close(devnull_fd)
-        yield
-    finally:
-        os.dup2(saved_fd, 2)
-        os.close(saved_fd)
-
-
-def _default_pa_factory() -> Any:
-    try:
-        import pyaudio
-    except ImportError as exc:
-        raise AudioError("PyAudio is not installed (pip install 'edgevoice[hw]')") from exc
-    return pyaudio.PyAudio()
-
-
-def _new_pa(pa_factory: PaFactory | None) -> Any:
-    try:
-        with _stderr_silenced():
-            return (pa_factory or _default_pa_factory)()
-    except AudioError:
-        raise
-    except Exception as exc:  # PortAudio reports init failures as OSError
-        raise AudioError(f"cannot initialise PortAudio: {exc}") from exc
-
-
-def _enumerate(pa: Any) -> list[DeviceInfo]:
-    apis = [str(pa.get_host_api_info_by_index(i)["name"]) for i in range(pa.get_host_api_count())]
-    devices = []
-    for index in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(index)
-        api = apis[info["hostApi"]] if 0 <= info["hostApi"] < len(apis) else "?"
-        channels = int(info["maxInputChannels"]), int(info["maxOutputChannels"])
-        rate_hz = float(info["defaultSampleRate"])
-        devices.append(DeviceInfo(index, str(info["name"]), *channels, rate_hz, api))
-    return devices
-
-
-def list_devices(pa_factory: PaFactory | None = None) -> list[DeviceInfo]:
-    """Every device PortAudio sees right now (it re-scans on each call)."""
-    pa = _new_pa(pa_factory)
-    try:
-        return _enumerate(pa)
-    finally:
-        pa.terminate()
-
-
-def _find(devices: list[DeviceInfo], wanted: str, in_ch: int, out_ch: int) -> DeviceInfo | None:
-    """First device whose name contains ``wanted`` (an exact name wins) with enough channels."""
-    key = wanted.lower()
-    fits = [d for d in devices if key in d.name.lower()]
-    fits = [d for d in fits if d.max_input_channels >= in_ch and d.max_output_channels >= out_ch]
-    return next(iter([d for d in fits if d.name.lower() == key] or fits), None)
-
-
-def _not_found(devices: list[DeviceInfo], wanted: str, in_ch: int, out_ch: int) -> AudioError:
-    need = [f">= {n} {side} channels" for n, side in ((in_ch, "input"), (out_ch, "output")) if n]
-    ins = [f"{d.index} {d.name!r} ({d.max_input_channels} ch)" for d in devices]
-    outs = [f"{d.index} {d.name!r} ({d.max_output_channels} ch)" for d in devices]
-    ins = [text for text, d in zip(ins, devices, strict=True) if d.max_input_channels]
-    outs = [text for text, d in zip(outs, devices, strict=True) if d.max_output_channels]
-    return AudioError(
-        f"no audio device with {wanted!r} in its name and {' and '.join(need)}; "
-        f"input devices: {', '.join(ins) or 'none'}; output devices: {', '.join(outs) or 'none'}"
-    )
-
-
-def _count_status(counters: XrunCounters, status: int) -> None:
-    if status:
-        for flag, name in _STATUS_FLAGS:
-            if status & flag:
-                setattr(counters, name, getattr(counters, name) + 1)
-
-
-def _stream_time(time_info: TimeInfo, output_dac_s: float | None = None) -> StreamTime:
-    adc_s = time_info.get("input_buffer_adc_time", 0.0)
-    now_s = time_info.get("current_time", 0.0)
-    dac_s = time_info.get("output_buffer_dac_time", 0.0) if output_dac_s is None else output_dac_s
-    return StreamTime(input_adc_s=adc_s, output_dac_s=dac_s, current_s=now_s)
-
-
-class _Codec:
-    """Bytes <-> int16 blocks for one stream layout.
-
-    PyAudio opens a duplex stream with one channel count for both directions, so
-    the stream may carry more channels than the daemon asked for: surplus input
-    channels are dropped, mono output is copied to every channel (a mono reply
-    comes out of both speakers), any other shortfall is padded with silence. A
-    32-bit stream (codecs whose driver only offers S32_LE) keeps the top 16 bits.
-    """
-
-    def __init__(self, fmt: DuplexFormat, in_stream_ch: int, out_stream_ch: int, bits: int):
-        self.fmt, self.in_stream_ch, self.out_stream_ch = fmt, in_stream_ch, out_stream_ch
-        self.wide = bits == 32
-        self.frame_bytes = out_stream_ch * bits // 8
-
-    def silence(self, frames: int) -> bytes:
-        return bytes(frames * self.frame_bytes)
-
-    def decode(self, data: bytes, frames: int) -> PcmBlock:
-        raw = np.frombuffer(data, dtype="<i4" if self.wide else "<i2")
-        raw = raw.reshape(frames, self.in_stream_ch)[:, : self.fmt.in_channels]
-        return (raw >> 16).astype(np.int16) if self.wide else np.array(raw, dtype=np.int16)
-
-    def valid(self, block: object, frames: int) -> bool:
-        shape = (frames, self.fmt.out_channels)
-        return isinstance(block, np.ndarray) and block.dtype == np.int16 and block.shape == shape
-
-    def encode(self, block: PcmBlock) -> bytes:
-        frames, channels = block.shape
-        if channels != self.out_stream_ch:
-            wide = np.zeros((frames, self.out_stream_ch), dtype=np.int16)
-            wide[:, : self.out_stream_ch if channels == 1 else channels] = block
-            block = wide
-        if self.wide:
-            return (block.astype("<i4") << 16).tobytes()
-        return block.astype("<i2", copy=False).tobytes()
-
-
-class _BlockFifo:
-    """Output blocks crossing from the capture clock to the playback clock.
-
-    One writer and one reader thread; deque's append and popleft are atomic, so
-    the audio threads take no lock. PortAudio hands every callback exactly
-    ``frames_per_buffer`` frames, the same on both streams: blocks move whole.
-    Drops count as output overflows (writer), running dry as underflows (reader).
-    """
-
-    def __init__(self, writer: XrunCounters, reader: XrunCounters) -> None:
-        self._blocks: deque[PcmBlock] = deque(maxlen=_FIFO_MAX_BLOCKS)
-        self._playing = False
-        self._writer, self._reader = writer, reader
-
-    def __len__(self) -> int:
-        return len(self._blocks)
-
-    def push(self, block: PcmBlock) -> None:
-        if len(self._blocks) == _FIFO_MAX_BLOCKS:
-            self._writer.output_overflows += 1  # deque(maxlen) drops the oldest
-        self._blocks.append(block)
-
-    def pull(self) -> PcmBlock | None:
-        """The next block, or None for silence (still filling, or run dry)."""
-        if not self._playing:
-            if len(self._blocks) < _FIFO_PREFILL_BLOCKS:
-                return None
-            self._playing = True
-        try:
-            return self._blocks.popleft()
-        except IndexError:
-            self._reader.output_underflows += 1
-            self._playing = False  # refill before playing again
-            return None
+_log = logging.getLogger(__name__)
 
 
 class PyAudioDuplex:
@@ -256,7 +69,7 @@ class PyAudioDuplex:
         output_device: str | None = None,
         *,
         sample_width_bits: int = 16,
-        pa_factory: Callable[[], Any] | None = None,
+        pa_factory: PaFactory | None = None,
     ) -> None:
         if sample_width_bits not in (16, 32):
             raise ValueError(f"sample_width_bits must be 16 or 32, not {sample_width_bits}")
@@ -266,8 +79,8 @@ class PyAudioDuplex:
         self._input_device, self._output_device = input_device, output_device
         self._pa: Any | None = None
         self._streams: list[Any] = []
-        self._codec = _Codec(fmt, fmt.in_channels, fmt.out_channels, sample_width_bits)
-        self._fifo: _BlockFifo | None = None
+        self._codec = BlockCodec(fmt, fmt.in_channels, fmt.out_channels, sample_width_bits)
+        self._fifo: BlockFifo | None = None
         self._out_latency_s = 0.0
         self._callback: DuplexCallback | None = None
         self._control = threading.Lock()  # start/stop/close may come from different threads
@@ -285,8 +98,7 @@ class PyAudioDuplex:
     @property
     def xruns(self) -> XrunCounters:
         """A snapshot, cumulative over restarts (FIFO drops and underruns included)."""
-        a, b = self._capture_xruns, self._playback_xruns
-        return XrunCounters(**{f: getattr(a, f) + getattr(b, f) for _, f in _STATUS_FLAGS})
+        return sum_counters(self._capture_xruns, self._playback_xruns)
 
     @property
     def latency_s(self) -> tuple[float, float]:
@@ -317,7 +129,7 @@ class PyAudioDuplex:
                 return  # already running: the new callback takes over at the next block
             try:
                 if self._pa is None:
-                    self._pa = _new_pa(self._pa_factory)
+                    self._pa = new_pa(self._pa_factory)
                 self._open_streams(self._pa)
             except BaseException:
                 # Let the next start re-initialise PortAudio: only Pa_Initialize
@@ -333,30 +145,35 @@ class PyAudioDuplex:
             self._close_streams()
 
     def close(self) -> None:
+        """Release the streams and PortAudio; a later ``start`` initialises it afresh.
+
+        Only Pa_Initialize re-scans devices, so closing (not just stopping) after
+        a fault is what lets a re-plugged USB array be found again.
+        """
         with self._control:
             self._callback = None
             self._release()
 
     # -- opening and closing -------------------------------------------------------
     def _open_streams(self, pa: Any) -> None:
-        fmt, devices = self._fmt, _enumerate(pa)
+        fmt, devices = self._fmt, enumerate_devices(pa)
         plan: list[tuple[DeviceInfo, int, str, Callable[..., Any]]]
         if self._output_device is None:
             ch = max(fmt.in_channels, fmt.out_channels)
-            dev = _find(devices, self._input_device, ch, ch)
+            dev = find_device(devices, self._input_device, ch, ch)
             if dev is None:
-                raise _not_found(devices, self._input_device, ch, ch)
-            self._codec, self._fifo = _Codec(fmt, ch, ch, self._bits), None
+                raise device_not_found(devices, self._input_device, ch, ch)
+            self._codec, self._fifo = BlockCodec(fmt, ch, ch, self._bits), None
             plan = [(dev, ch, "duplex", self._on_duplex)]
         else:
-            mic = _find(devices, self._input_device, fmt.in_channels, 0)
-            dac = _find(devices, self._output_device, 0, fmt.out_channels)
+            mic = find_device(devices, self._input_device, fmt.in_channels, 0)
+            dac = find_device(devices, self._output_device, 0, fmt.out_channels)
             if mic is None:
-                raise _not_found(devices, self._input_device, fmt.in_channels, 0)
+                raise device_not_found(devices, self._input_device, fmt.in_channels, 0)
             if dac is None:
-                raise _not_found(devices, self._output_device, 0, fmt.out_channels)
-            self._codec = _Codec(fmt, fmt.in_channels, fmt.out_channels, self._bits)
-            self._fifo = _BlockFifo(self._capture_xruns, self._playback_xruns)
+                raise device_not_found(devices, self._output_device, 0, fmt.out_channels)
+            self._codec = BlockCodec(fmt, fmt.in_channels, fmt.out_channels, self._bits)
+            self._fifo = BlockFifo(self._capture_xruns, self._playback_xruns)
             plan = [
                 (mic, fmt.in_channels, "input", self._on_capture),
                 (dac, fmt.out_channels, "output", self._on_playback),
@@ -367,7 +184,7 @@ class PyAudioDuplex:
                 stream = pa.open(
                     rate=fmt.rate_hz,
                     channels=ch,
-                    format=_PA_INT32 if self._bits == 32 else _PA_INT16,
+                    format=PA_INT32 if self._bits == 32 else PA_INT16,
                     input=is_in,
                     output=is_out,
                     input_device_index=dev.index if is_in else None,
@@ -427,43 +244,43 @@ class PyAudioDuplex:
         self, data: bytes, frames: int, info: TimeInfo, status: int
     ) -> tuple[bytes, int]:
         try:
-            _count_status(self._capture_xruns, status)
-            out = self._run_user(data, frames, _stream_time(info))
+            count_status(self._capture_xruns, status)
+            out = self._run_user(data, frames, stream_time(info))
             if out is None:
-                return self._codec.silence(frames), _PA_CONTINUE
-            return self._codec.encode(out), _PA_CONTINUE
+                return self._codec.silence(frames), PA_CONTINUE
+            return self._codec.encode(out), PA_CONTINUE
         except Exception:
             self.errors += 1
-            return self._codec.silence(frames), _PA_CONTINUE
+            return self._codec.silence(frames), PA_CONTINUE
 
     def _on_capture(
         self, data: bytes, frames: int, info: TimeInfo, status: int
     ) -> tuple[None, int]:
         try:
-            _count_status(self._capture_xruns, status)
+            count_status(self._capture_xruns, status)
             fifo = self._fifo
             queued_s = (len(fifo) if fifo else 0) * self._fmt.block_frames / self._fmt.rate_hz
             # A nominal estimate across two clocks; the echo canceller measures the real delay.
             dac_s = info.get("current_time", 0.0) + queued_s + self._out_latency_s
-            out = self._run_user(data, frames, _stream_time(info, dac_s))
+            out = self._run_user(data, frames, stream_time(info, dac_s))
             if fifo is not None:
                 fifo.push(
                     np.zeros((frames, self._fmt.out_channels), np.int16) if out is None else out
                 )
         except Exception:
             self.errors += 1
-        return None, _PA_CONTINUE
+        return None, PA_CONTINUE
 
     def _on_playback(self, _: None, frames: int, info: TimeInfo, status: int) -> tuple[bytes, int]:
         try:
-            _count_status(self._playback_xruns, status)
+            count_status(self._playback_xruns, status)
             block = self._fifo.pull() if self._fifo is not None else None
             if block is None or len(block) != frames:
-                return self._codec.silence(frames), _PA_CONTINUE
-            return self._codec.encode(block), _PA_CONTINUE
+                return self._codec.silence(frames), PA_CONTINUE
+            return self._codec.encode(block), PA_CONTINUE
         except Exception:
             self.errors += 1
-            return self._codec.silence(frames), _PA_CONTINUE
+            return self._codec.silence(frames), PA_CONTINUE
 
 
 __all__ = ["DeviceInfo", "PyAudioDuplex", "list_devices"]
