@@ -117,6 +117,7 @@ class RealtimeSimulator:
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
         self.connections = 0
+        self.close_codes: list[int | None] = []  # per ended connection, as the client closed it
         self._server: Server | None = None
 
     @property
@@ -183,10 +184,13 @@ class RealtimeSimulator:
         assert request is not None
         session = SimulatorSession(self.options, _model(request) or "gpt-realtime", time.time())
         link = _Link(self, websocket, session)
-        if _wants_beta(request.headers):
-            await link.reject_beta()
-            return
-        await link.run()
+        try:
+            if _wants_beta(request.headers):
+                await link.reject_beta()
+                return
+            await link.run()
+        finally:
+            self.close_codes.append(websocket.close_code)
 
 
 class _Link:
