@@ -26,18 +26,22 @@ from urllib.parse import urlsplit
 from device.config_rules import (
     _abs_path,
     _choice,
+    _currency,
     _expected,
     _float_range,
     _int_range,
     _integer,
     _Invalid,
     _key,
+    _non_negative,
+    _price_table,
     _Rule,
     _string,
     _text,
     _type_name,
     _ws_url,
 )
+from device.cost import DEFAULT_PRICES, PriceTable, price_for
 from device.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
@@ -123,6 +127,18 @@ class RealtimeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CostConfig:
+    """[cost]: what responses cost, and how much they may cost in a day."""
+
+    daily_budget_usd: float = _key(0.0, _non_negative)
+    """0: no budget; else the microphone stops streaming once a day's responses cost this."""
+    currency: str = _key("USD", _currency)
+    """The label on amounts in log lines; display only, nothing is converted."""
+    prices: PriceTable = _key(DEFAULT_PRICES, _price_table)  # noqa: RUF009 (immutable, see above)
+    """Per model, per 1M tokens; a [cost.prices."model"] table overrides the keys it names."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the daemon is configured with, validated as a whole."""
 
@@ -130,12 +146,14 @@ class Config:
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    cost: CostConfig = CostConfig()
     source: Path | None = None
     """The file this came from; None for the built-in defaults."""
 
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig, "audio": AudioConfig, "vad": VadConfig, "realtime": RealtimeConfig,
+    "cost": CostConfig,
 }  # fmt: skip
 
 
@@ -167,7 +185,7 @@ def _build_section(source: str, section: str, table: Mapping[Any, Any]) -> Any:
         try:
             values[key] = rules[key](raw_value)
         except _Invalid as problem:
-            raise ConfigError(source, f"{section}.{key}", str(problem)) from None
+            raise ConfigError(source, f"{section}.{key}{problem.where}", str(problem)) from None
     return _SECTIONS[section](**values)
 
 
@@ -192,17 +210,19 @@ def config_from_dict(data: Mapping[str, Any], source: str) -> Config:
     return Config(**{name: _build_section(source, name, data.get(name, {})) for name in _SECTIONS})
 
 
+def _plain(value: Any) -> Any:
+    """A config value as TOML spells it (only api_key_file is optional: "" is none)."""
+    if value is None or isinstance(value, Path):
+        return "" if value is None else str(value)
+    return value.as_dict() if isinstance(value, PriceTable) else value
+
+
 def _as_dict(config: Config) -> dict[str, dict[str, Any]]:
     """The inverse of ``config_from_dict``: TOML-shaped plain values."""
     result: dict[str, dict[str, Any]] = {}
     for name in _SECTIONS:
         section = getattr(config, name)
-        values = {f.name: getattr(section, f.name) for f in fields(section)}
-        # Only api_key_file is optional, and "" spells "none" in TOML.
-        result[name] = {
-            key: "" if value is None else str(value) if isinstance(value, Path) else value
-            for key, value in values.items()
-        }
+        result[name] = {f.name: _plain(getattr(section, f.name)) for f in fields(section)}
     return result
 
 
@@ -315,6 +335,12 @@ def config_warnings(config: Config) -> list[str]:
                 f"realtime.api_key_file {realtime.api_key_file} is readable by every user; "
                 "chmod 600 it, or install the key as the systemd credential openai-api-key"
             )
+    if price_for(realtime.model, config.cost.prices) is None:
+        budget = " and the daily budget cannot stop it" if config.cost.daily_budget_usd else ""
+        warnings.append(
+            f'realtime.model "{realtime.model}" has no price in [cost.prices]: its cost is not '
+            f'counted{budget}; add its prices as [cost.prices."{realtime.model}"]'
+        )
     if config.device.hardware == "fake":
         warnings.append("device.hardware is fake: no microphone, speaker, LEDs or buttons are used")
     return warnings
@@ -323,11 +349,13 @@ def config_warnings(config: Config) -> list[str]:
 def describe(config: Config) -> str:
     """A few lines for ``edgevoice config check``: what the speaker will actually use."""
     source = str(config.source) if config.source else "built-in defaults (no config file)"
-    device, realtime = config.device, config.realtime
+    device, realtime, cost = config.device, config.realtime, config.cost
+    budget = f"{cost.daily_budget_usd:.2f} {cost.currency} a day" if cost.daily_budget_usd else ""
     return (
         f"config:   {source}\n"
         f"hardware: {device.hardware}, board {device.board}\n"
         f"model:    {realtime.model}, voice {realtime.voice}\n"
         f"url:      {realtime.url}\n"
-        f"key file: {realtime.api_key_file or 'none'}"
+        f"key file: {realtime.api_key_file or 'none'}\n"
+        f"budget:   {budget or 'none'}"
     )

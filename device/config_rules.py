@@ -8,13 +8,17 @@ never echoed back into a reason. The names keep their leading underscore: they s
 
 from __future__ import annotations
 
+import difflib
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import field
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from device.cost import DEFAULT_PRICES, PRICE_KEYS, Prices, PriceTable
 
 _LOOKS_LIKE_KEY = re.compile(r"\b(sk-|ek_)[A-Za-z0-9_-]{8,}")
 
@@ -23,7 +27,14 @@ _Rule = Callable[[Any], Any]
 
 
 class _Invalid(ValueError):
-    """A value breaks its key's rule; the message is the reason."""
+    """A value breaks its key's rule; the message is the reason.
+
+    ``where`` continues the key's name into a table value (``."gpt-realtime".text_in_per_mtok``).
+    """
+
+    def __init__(self, reason: str, where: str = "") -> None:
+        super().__init__(reason)
+        self.where = where
 
 
 def _type_name(value: object) -> str:
@@ -131,6 +142,75 @@ def _abs_path(*, optional: bool) -> _Rule:
         return Path(text)
 
     return rule
+
+
+def _non_negative(value: Any) -> float:
+    """A finite number >= 0 (an amount of money); an integer becomes a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _expected("a number", value)
+    if not (math.isfinite(value) and value >= 0):
+        raise _Invalid(f"{_show(value)} is out of range; allowed: a finite number >= 0")
+    return float(value)
+
+
+def _currency(value: Any) -> str:
+    text = _string(value)
+    if not re.fullmatch(r"[A-Z]{3}", text):
+        raise _Invalid(f"{_show(text)} is not a currency code; allowed: three capital letters, "
+                       "such as USD or EUR")  # fmt: skip
+    return text
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as written in TOML: bare when it can be, else quoted."""
+    if _LOOKS_LIKE_KEY.search(key):
+        return "(a name that looks like an API key)"
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _model_prices(model: str, table: Any) -> Prices:
+    """One model's [cost.prices."model"] table over its built-in prices, if any."""
+    if _LOOKS_LIKE_KEY.search(model):
+        raise _Invalid("names a model with what looks like an API key (not shown)")
+    where = f".{json.dumps(model, ensure_ascii=False)}"
+    if not MODEL_NAME.fullmatch(model):
+        raise _Invalid("is not a model name; allowed: 1..128 letters, digits, . _ -", where)
+    if not isinstance(table, Mapping):
+        raise _Invalid(str(_expected(f"a table [cost.prices{where}]", table)), where)
+    values: dict[str, float] = {}
+    for raw_key, raw_value in table.items():
+        key = str(raw_key)
+        if key not in PRICE_KEYS:
+            close = difflib.get_close_matches(key, PRICE_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(PRICE_KEYS)}"
+            raise _Invalid(f"unknown key; {hint}", f"{where}.{_toml_key(key)}")
+        try:
+            values[key] = _non_negative(raw_value)
+        except _Invalid as problem:
+            raise _Invalid(str(problem), f"{where}.{key}") from None
+    built_in = DEFAULT_PRICES.get(model)
+    if built_in is not None:
+        return replace(built_in, **values)
+    missing = [key for key in PRICE_KEYS if key not in values]
+    if missing:
+        raise _Invalid(f"has no built-in prices, so it needs all eight; missing: "
+                       f"{', '.join(missing)}", where)  # fmt: skip
+    return Prices(**values)
+
+
+def _price_table(value: Any) -> PriceTable:
+    """[cost.prices]: per-model tables that override or add to the built-in prices."""
+    if isinstance(value, PriceTable):  # from with_overrides
+        value = value.as_dict()
+    if not isinstance(value, Mapping):
+        raise _expected('a table of models, such as [cost.prices."gpt-realtime"]', value)
+    table = dict(DEFAULT_PRICES)
+    for raw_model, prices in value.items():
+        table[str(raw_model)] = _model_prices(str(raw_model), prices)
+    return PriceTable(table)
 
 
 def _ws_url(value: Any) -> str:

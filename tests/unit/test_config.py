@@ -17,6 +17,7 @@ from device.config import (
     DEPRECATED_MODELS,
     AudioConfig,
     Config,
+    CostConfig,
     DeviceConfig,
     RealtimeConfig,
     VadConfig,
@@ -27,6 +28,7 @@ from device.config import (
     resolve_config_path,
     with_overrides,
 )
+from device.cost import DEFAULT_PRICES, PRICE_KEYS, Prices, price_for
 from device.errors import ConfigError
 
 SOURCE = "/etc/edgevoice/edgevoice.toml"
@@ -35,6 +37,7 @@ SECTIONS = {
     "audio": AudioConfig,
     "vad": VadConfig,
     "realtime": RealtimeConfig,
+    "cost": CostConfig,
 }
 FAKE_KEY = "sk-test-" + "Q" * 40
 
@@ -430,7 +433,7 @@ def test_instructions_length_limit_without_echoing_the_text() -> None:
     [
         ({"realtym": {}}, "realtym: unknown section; did you mean [realtime]?"),
         ({"Audio": {}}, "Audio: unknown section; did you mean [audio]?"),
-        ({"zzz": {}}, "zzz: unknown section; known: device, audio, vad, realtime"),
+        ({"zzz": {}}, "zzz: unknown section; known: device, audio, vad, realtime, cost"),
         (
             {"audio": {"block_size_ms": 20}},
             "audio.block_size_ms: unknown key; did you mean audio.block_ms?",
@@ -713,3 +716,233 @@ def test_describe_says_what_will_be_used(tmp_path: Path) -> None:
         assert expected in text
     assert "built-in defaults" in describe(Config())
     assert "instructions" not in describe(Config())
+
+
+# --- [cost] -------------------------------------------------------------------------
+
+GPT_REALTIME_PRICES = {
+    "text_in_per_mtok": 4.0, "text_cached_per_mtok": 0.4,
+    "audio_in_per_mtok": 32.0, "audio_cached_per_mtok": 0.4,
+    "image_in_per_mtok": 5.0, "image_cached_per_mtok": 0.5,
+    "text_out_per_mtok": 16.0, "audio_out_per_mtok": 64.0,
+}  # fmt: skip
+
+
+def cost_problem(cost: dict[str, Any]) -> str:
+    return problem({"cost": cost})
+
+
+def prices_problem(model: str, prices: Any) -> str:
+    return cost_problem({"prices": {model: prices}})
+
+
+def test_cost_defaults() -> None:
+    cost = Config().cost
+    assert cost == CostConfig()
+    assert cost.daily_budget_usd == 0.0
+    assert cost.currency == "USD"
+    assert cost.prices == DEFAULT_PRICES
+    assert list(cost.prices) == [
+        "gpt-realtime", "gpt-realtime-2025-08-28", "gpt-realtime-1.5", "gpt-realtime-2",
+    ]  # fmt: skip
+    for model in ("gpt-realtime", "gpt-realtime-2025-08-28", "gpt-realtime-1.5"):
+        assert cost.prices[model] == Prices(**GPT_REALTIME_PRICES)
+    assert cost.prices["gpt-realtime-2"] == Prices(
+        **{**GPT_REALTIME_PRICES, "text_out_per_mtok": 24.0}
+    )
+
+
+def test_the_sample_prices_the_default_model_as_built_in() -> None:
+    data = tomllib.loads(sample_path().read_text(encoding="utf-8"))
+    assert data["cost"]["prices"] == {"gpt-realtime-1.5": GPT_REALTIME_PRICES}
+    assert list(data["cost"]["prices"]["gpt-realtime-1.5"]) == list(PRICE_KEYS)
+
+
+def test_a_cost_section_from_a_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        [cost]
+        daily_budget_usd = 2
+        currency = "EUR"
+        [cost.prices."gpt-realtime-1.5"]
+        text_out_per_mtok = 20
+        audio_out_per_mtok = 60.5
+        [cost.prices.acme-voice]
+        text_in_per_mtok = 1.0
+        text_cached_per_mtok = 0.1
+        audio_in_per_mtok = 10.0
+        audio_cached_per_mtok = 0.3
+        image_in_per_mtok = 0
+        image_cached_per_mtok = 0
+        text_out_per_mtok = 8.0
+        audio_out_per_mtok = 20.0
+        """,
+    )
+    cost = load_config(path).cost
+    assert cost.daily_budget_usd == 2.0
+    assert isinstance(cost.daily_budget_usd, float)
+    assert cost.currency == "EUR"
+    # A table changes only the keys it names; the other models keep their prices.
+    assert cost.prices["gpt-realtime-1.5"] == Prices(
+        **{**GPT_REALTIME_PRICES, "text_out_per_mtok": 20.0, "audio_out_per_mtok": 60.5}
+    )
+    assert isinstance(cost.prices["gpt-realtime-1.5"].text_out_per_mtok, float)
+    assert cost.prices["gpt-realtime"] == DEFAULT_PRICES["gpt-realtime"]
+    assert cost.prices["gpt-realtime-2"] == DEFAULT_PRICES["gpt-realtime-2"]
+    assert cost.prices["acme-voice"] == Prices(1.0, 0.1, 10.0, 0.3, 0.0, 0.0, 8.0, 20.0)
+    assert price_for("acme-voice-2026-01-01", cost.prices) == cost.prices["acme-voice"]
+
+
+def test_an_empty_model_table_keeps_the_built_in_prices() -> None:
+    config = config_from_dict({"cost": {"prices": {"gpt-realtime-2": {}}}}, SOURCE)
+    assert config.cost == CostConfig()
+
+
+def test_a_config_with_prices_is_hashable_and_round_trips() -> None:
+    config = config_from_dict(
+        {"cost": {"daily_budget_usd": 1.5, "prices": {"gpt-realtime": {"text_in_per_mtok": 3}}}},
+        SOURCE,
+    )
+    assert hash(config) == hash(with_overrides(config))
+    assert with_overrides(config) == config
+    assert with_overrides(Config(), cost={"daily_budget_usd": 3}).cost.daily_budget_usd == 3.0
+
+
+@pytest.mark.parametrize(
+    ("cost", "key", "message"),
+    [
+        ({"daily_budget_usd": "2"}, "cost.daily_budget_usd",
+         'expected a number, got a string ("2")'),
+        ({"daily_budget_usd": True}, "cost.daily_budget_usd",
+         "expected a number, got a boolean (true)"),
+        ({"daily_budget_usd": [2]}, "cost.daily_budget_usd",
+         "expected a number, got an array ([2])"),
+        ({"currency": 978}, "cost.currency", "expected a string, got an integer (978)"),
+        ({"prices": 3}, "cost.prices",
+         'expected a table of models, such as [cost.prices."gpt-realtime"], got an integer (3)'),
+        ({"prices": {"gpt-realtime": 4.0}}, 'cost.prices."gpt-realtime"',
+         'expected a table [cost.prices."gpt-realtime"], got a float (4.0)'),
+        ({"prices": {"gpt-realtime": {"text_in_per_mtok": "4"}}},
+         'cost.prices."gpt-realtime".text_in_per_mtok', 'expected a number, got a string ("4")'),
+        ({"prices": {"gpt-realtime": {"audio_out_per_mtok": False}}},
+         'cost.prices."gpt-realtime".audio_out_per_mtok',
+         "expected a number, got a boolean (false)"),
+    ],
+)  # fmt: skip
+def test_cost_values_of_the_wrong_type(cost: dict[str, Any], key: str, message: str) -> None:
+    assert cost_problem(cost) == f"{SOURCE}: {key}: {message}"
+
+
+@pytest.mark.parametrize("value", [-0.01, -1, float("nan"), float("inf"), float("-inf")])
+def test_amounts_must_be_finite_and_not_negative(value: float) -> None:
+    allowed = "is out of range; allowed: a finite number >= 0"
+    assert cost_problem({"daily_budget_usd": value}) == (
+        f"{SOURCE}: cost.daily_budget_usd: {value!r} {allowed}"
+    )
+    assert prices_problem("gpt-realtime-1.5", {"audio_in_per_mtok": value}) == (
+        f'{SOURCE}: cost.prices."gpt-realtime-1.5".audio_in_per_mtok: {value!r} {allowed}'
+    )
+
+
+def test_zero_is_a_valid_amount() -> None:
+    config = config_from_dict(
+        {"cost": {"daily_budget_usd": 0, "prices": {"gpt-realtime": {"image_in_per_mtok": 0}}}},
+        SOURCE,
+    )
+    assert config.cost.daily_budget_usd == 0.0
+    assert config.cost.prices["gpt-realtime"].image_in_per_mtok == 0.0
+
+
+@pytest.mark.parametrize("value", ["usd", "EURO", "", "US$", "€"])
+def test_currency_is_a_three_letter_code(value: str) -> None:
+    assert cost_problem({"currency": value}).startswith(f"{SOURCE}: cost.currency: ")
+    assert "is not a currency code; allowed: three capital letters, such as USD or EUR" in (
+        cost_problem({"currency": value})
+    )
+
+
+@pytest.mark.parametrize(
+    ("cost", "message"),
+    [
+        ({"budget": 2}, "cost.budget: unknown key; known keys: daily_budget_usd, currency, prices"),
+        ({"daily_budget": 2},
+         "cost.daily_budget: unknown key; did you mean cost.daily_budget_usd?"),
+        ({"model": "x"}, "cost.model: unknown key in [cost]; model belongs in [realtime]"),
+        ({"prices": {"gpt-realtime": {"audio_input_per_mtok": 1}}},
+         'cost.prices."gpt-realtime".audio_input_per_mtok: unknown key; '
+         "did you mean audio_in_per_mtok?"),
+        ({"prices": {"gpt-realtime": {"zzz": 1}}},
+         'cost.prices."gpt-realtime".zzz: unknown key; known keys: ' + ", ".join(PRICE_KEYS)),
+        ({"prices": {"gpt-realtime": {"per mtok": 1}}},
+         'cost.prices."gpt-realtime"."per mtok": unknown key; known keys: '
+         + ", ".join(PRICE_KEYS)),
+    ],
+)  # fmt: skip
+def test_unknown_cost_keys(cost: dict[str, Any], message: str) -> None:
+    assert cost_problem(cost) == f"{SOURCE}: {message}"
+
+
+def test_a_model_without_built_in_prices_needs_all_eight() -> None:
+    partial = {"text_in_per_mtok": 1.0, "audio_out_per_mtok": 20.0}
+    assert prices_problem("acme-voice", partial) == (
+        f'{SOURCE}: cost.prices."acme-voice": has no built-in prices, so it needs all eight; '
+        "missing: text_cached_per_mtok, audio_in_per_mtok, audio_cached_per_mtok, "
+        "image_in_per_mtok, image_cached_per_mtok, text_out_per_mtok"
+    )
+    # Not even a snapshot of a built-in model inherits part of a table.
+    assert "needs all eight" in prices_problem("gpt-realtime-1.5-2026-01-15", partial)
+
+
+@pytest.mark.parametrize("model", ["", "gpt realtime", "gpt/realtime", "x" * 129])
+def test_price_tables_need_model_names(model: str) -> None:
+    text = prices_problem(model, GPT_REALTIME_PRICES)
+    assert text.startswith(f"{SOURCE}: cost.prices.")
+    assert text.endswith(": is not a model name; allowed: 1..128 letters, digits, . _ -")
+
+
+def test_a_key_pasted_as_a_model_or_price_name_is_not_echoed() -> None:
+    text = prices_problem(FAKE_KEY, GPT_REALTIME_PRICES)
+    assert text == (
+        f"{SOURCE}: cost.prices: names a model with what looks like an API key (not shown)"
+    )
+    text = prices_problem("gpt-realtime", {FAKE_KEY: 1})
+    assert "looks like an API key" in text
+    assert FAKE_KEY not in text
+
+
+def test_the_first_price_problem_names_its_full_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cost.prices."gpt-realtime-1.5"]\ntext_in_per_mtok = -4.0\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    error = caught.value
+    assert error.key == 'cost.prices."gpt-realtime-1.5".text_in_per_mtok'
+    assert str(error) == (
+        f'{path}: cost.prices."gpt-realtime-1.5".text_in_per_mtok: '
+        "-4.0 is out of range; allowed: a finite number >= 0"
+    )
+
+
+@pytest.mark.parametrize(
+    "model", ["gpt-realtime-1.5-2026-01-15", "gpt-realtime-2-2026-03-01", "gpt-realtime-mini"]
+)
+def test_a_model_priced_by_its_family_does_not_warn(model: str) -> None:
+    assert config_warnings(with_overrides(Config(), realtime={"model": model})) == []
+
+
+def test_a_model_without_a_price_warns() -> None:
+    config = with_overrides(Config(), realtime={"model": "acme-voice"})
+    assert config_warnings(config) == [
+        'realtime.model "acme-voice" has no price in [cost.prices]: its cost is not counted; '
+        'add its prices as [cost.prices."acme-voice"]'
+    ]
+    budgeted = with_overrides(config, cost={"daily_budget_usd": 2.0})
+    assert "the daily budget cannot stop it" in config_warnings(budgeted)[0]
+    priced = with_overrides(config, cost={"prices": {"acme-voice": GPT_REALTIME_PRICES}})
+    assert config_warnings(priced) == []
+
+
+def test_describe_shows_the_budget() -> None:
+    assert "budget:   none" in describe(Config())
+    config = with_overrides(Config(), cost={"daily_budget_usd": 2, "currency": "EUR"})
+    assert "budget:   2.00 EUR a day" in describe(config)
