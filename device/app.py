@@ -29,12 +29,14 @@ from device.conversation import Conversation, ReplyPlayer
 from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
 from device.logs import STATE_FIELD
 from device.realtime.client import Closed, RealtimeClient, realtime_url
+from device.realtime.events import ResponseDone
 from device.realtime.session import RealtimeSession, SessionSettings
 from device.service import ServiceNotifier
 from device.state import Event, State, transition
 from device.timeline import LOCAL_SPEECH_END, LOCAL_SPEECH_START, Timeline
 from device.trace import Trace
 from device.ui.leds import pattern
+from device.usage import UsageKeeper, today_iso
 from hw.factory import Hardware
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class DaemonStats:
     chunks_dropped_offline: int = 0
     chunks_dropped_backlog: int = 0
     chunks_held_while_speaking: int = 0
+    chunks_dropped_budget: int = 0
     bad_frames: int = 0
     connections: int = 0
 
@@ -93,6 +96,7 @@ class Daemon:
         timeline: Timeline | None = None,
         trace: Trace | None = None,
         rand: Callable[[], float] = random.random,
+        today: Callable[[], str] = today_iso,
     ) -> None:
         self.config = config
         self.hw = hardware
@@ -114,6 +118,7 @@ class Daemon:
         self._bridge: AudioBridge | None = None
         self._restart_session = asyncio.Event()
         self.audio = AudioSupervisor()
+        self.usage = UsageKeeper(config, today=today, on_pause_change=self._budget_paused)
         # What currently needs a person or waits on hardware; FAULT lasts while any does.
         self.faults: set[str] = set()
         self.replies_finished = 0
@@ -140,6 +145,7 @@ class Daemon:
             for section, key in RESTART_ONLY
             if getattr(getattr(old, section), key) != getattr(getattr(config, section), key)
         ]
+        self.usage.configure(config)
         if config.realtime != old.realtime:
             # The voice cannot change within a session: start a new one.
             self._restart_session.set()
@@ -162,6 +168,7 @@ class Daemon:
             loopback_channels=self.hw.board.loopback_channels,
         )
         self.service.status(self._status_line())
+        await self.usage.load()
         bridge = self._bridge
         # Open once here so a device missing at start is a clear error for the
         # person starting us; from then on the supervisor reopens it after faults.
@@ -179,6 +186,7 @@ class Daemon:
             asyncio.create_task(self._capture_loop(self._bridge), name="capture"),
             asyncio.create_task(self._connection_loop(stop), name="connection"),
             asyncio.create_task(self._led_loop(), name="leds"),
+            asyncio.create_task(self.usage.day_loop(), name="day"),
             asyncio.create_task(
                 self.service.watchdog_loop(
                     lambda: bridge.stats.callbacks,
@@ -208,6 +216,7 @@ class Daemon:
             await asyncio.gather(*tasks, stopped, return_exceptions=True)
             self.hw.duplex.stop()
             self.hw.leds.close()
+            await self.usage.flush()
 
     async def wait_for_replies(self, count: int) -> None:
         """Return once ``count`` replies have finished playing (or been cut)."""
@@ -230,7 +239,14 @@ class Daemon:
     def _status_line(self) -> str:
         online = "connected" if self._session is not None else "not connected"
         faults = f", fault: {', '.join(sorted(self.faults))}" if self.faults else ""
-        return f"{self.state.value}, {online}{faults}"
+        budget = ", budget spent" if self.usage.paused else ""
+        return f"{self.state.value}, {online}{faults}{budget}"
+
+    def _budget_paused(self, paused: bool) -> None:
+        if paused and self._session is not None:
+            self._session.clear_input()  # drop half-sent speech: no reply will be paid for
+            self._send_wanted.set()
+        self.service.status(self._status_line())
 
     def _set_fault(self, source: str, reason: str) -> None:
         """``source`` ("audio", "service") needs attention; FAULT until all clear."""
@@ -265,6 +281,8 @@ class Daemon:
                         for event in self.conversation.on_playback(played, block.at_s):
                             self.dispatch(event)
                 result = self.capture.process(block.mic)
+                if result.speech_started and self.usage.paused:
+                    self.usage.check_day()  # speech just after midnight must not be lost
                 if result.speech_started and self.timeline is not None:
                     onset_s = block.at_s - result.onset_offset_ms / 1000.0
                     self.timeline.mark(LOCAL_SPEECH_START, at_s=onset_s)
@@ -275,6 +293,9 @@ class Daemon:
             self.service.ready()
 
     def _stream(self, chunk: bytes) -> None:
+        if self.usage.paused:
+            self.stats.chunks_dropped_budget += 1
+            return
         session = self._session
         if session is None or not session.configured:
             self.stats.chunks_dropped_offline += 1
@@ -390,6 +411,8 @@ class Daemon:
                 log.warning("ignored a bad frame from the service: %s", exc)
                 continue
             for server_event in events:
+                if isinstance(server_event, ResponseDone) and server_event.usage is not None:
+                    self.usage.account(server_event.usage)
                 for event in conversation.handle(server_event):
                     self.dispatch(event)
             self._send_wanted.set()

@@ -76,7 +76,9 @@ async def run_conversation(
     simulator = RealtimeSimulator(options or SimulatorOptions())
     await simulator.start()
     try:
-        config = with_overrides(config, device={"hardware": "fake"},
+        state_dir = output.parent.resolve() / "state"  # the demo's cost totals, not the device's
+        state_dir.mkdir(parents=True, exist_ok=True)
+        config = with_overrides(config, device={"hardware": "fake", "state_dir": str(state_dir)},
                                 realtime={"url": simulator.url})
         hardware = build_fake(
             HardwareRequest("fake", board=config.device.board, block_ms=config.audio.block_ms),

@@ -4,6 +4,7 @@ LEDs go dark."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from device.app import Daemon
 from device.config import load_config, with_overrides
@@ -13,10 +14,11 @@ from hw.fake import FakeLeds
 from hw.ports import OFF
 
 
-def test_stop_closes_the_websocket_with_1000_and_turns_leds_off() -> None:
+def test_stop_closes_the_websocket_with_1000_and_turns_leds_off(tmp_path: Path) -> None:
     async def body() -> None:
         async with RealtimeSimulator(SimulatorOptions(voice_engine="tone")) as sim:
-            config = with_overrides(load_config(None), device={"hardware": "fake"},
+            config = with_overrides(load_config(None),
+                                    device={"hardware": "fake", "state_dir": str(tmp_path)},
                                     realtime={"url": sim.url})
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
             daemon = Daemon(config, hardware, "sk-test-stop")

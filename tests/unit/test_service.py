@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -258,7 +259,8 @@ def offline_daemon(
     """A daemon on fake hardware with nothing to connect to."""
     monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    config = with_overrides(load_config(None), device={"hardware": "fake"},
+    state_dir = tempfile.mkdtemp(prefix="edgevoice-state-")  # never the device's own
+    config = with_overrides(load_config(None), device={"hardware": "fake", "state_dir": state_dir},
                             realtime={"url": url})
     hardware = build_fake(HardwareRequest("fake"))
     hardware.notifier = WatchedNotifier()
