@@ -22,6 +22,7 @@ from device.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ConfigError, Crede
 if TYPE_CHECKING:
     from device.app import Daemon
     from device.config import Config
+    from device.realtime.sim_faults import Fault
     from hw.factory import HardwareRequest
 
 log = logging.getLogger("edgevoice")
@@ -53,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reply-text", help="what the simulator answers")
     demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
                       help="how the simulator speaks (default: espeak-ng when installed)")
+    demo.add_argument("--fault", action="append", default=[], type=_fault, metavar="SPEC",
+                      help="make the simulator misbehave (repeatable), e.g. "
+                      "drop@response.output_audio.delta#3, garbage@session.updated, "
+                      "error:server_error@response.created, http:429:retry-after=2")
 
     devices = sub.add_parser(
         "devices", help="audio devices, ALSA cards, I2C chips and the board that would be used"
@@ -76,6 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     check = config_sub.add_parser("check", help="validate a config file and show what it sets")
     check.add_argument("path", nargs="?", type=Path, help="config file (default: as for run)")
     return parser
+
+
+def _fault(spec: str) -> Fault:
+    from device.realtime.sim_faults import parse_fault
+
+    try:
+        return parse_fault(spec)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

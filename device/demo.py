@@ -43,6 +43,7 @@ class DemoResult:
     reply_audio_s: float  # how long the DAC played something other than silence
     output: Path
     timeline: Timeline
+    faults_fired: tuple[str, ...] = ()
 
 
 def shipped_question() -> Path:
@@ -105,7 +106,7 @@ async def run_conversation(
         duplex.save_output(output)
         rate_hz = duplex.format.rate_hz
         return DemoResult(daemon.replies_finished, audible_seconds(duplex.played(), rate_hz),
-                          output, timeline)
+                          output, timeline, tuple(simulator.faults_fired))
     finally:
         await simulator.stop()
         if trace is not None:
@@ -116,7 +117,8 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config.device.log_level)
     question = args.input or shipped_question()
-    options = SimulatorOptions(reply_text=args.reply_text, voice_engine=args.voice_engine)
+    options = SimulatorOptions(reply_text=args.reply_text, voice_engine=args.voice_engine,
+                               faults=tuple(args.fault))
     try:
         result = asyncio.run(
             run_conversation(
@@ -133,6 +135,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"edgevoice demo: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     print(result.timeline.render())
+    for fault in result.faults_fired:
+        print(f"fault fired: {fault}")
     print(f"question: {question}")
     print(f"reply WAV: {result.output} ({result.reply_audio_s:.1f} s of audible reply)")
     if args.trace:

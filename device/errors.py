@@ -55,8 +55,11 @@ class RemoteProtocolError(EdgevoiceError, ValueError):
 class ServiceError(EdgevoiceError):
     """The service refused the session: ``status`` is the HTTP status or close code."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         self.status = status
+        self.retry_after_s = retry_after_s
         super().__init__(message)
 
 
@@ -76,6 +79,9 @@ _RETRY_CLOSE = {
     1001: "server going away (session expired)",
     1005: "closed without status",
     1006: "connection dropped",
+    # One oversized frame is no reason for minutes of silence: reconnect as usual
+    # (the backoff still grows if the service keeps doing it).
+    1009: "the service sent a message over our size limit",
     1011: "server error or keepalive timeout",
     1012: "service restart",
     1013: "try again later",
@@ -85,7 +91,6 @@ _FATAL_CLOSE = {
     1003: "unsupported data",
     1007: "invalid payload",
     1008: "policy violation",
-    1009: "message too big",
     1010: "extension negotiation",
     4000: "the service rejected the client's protocol",
 }
@@ -120,7 +125,7 @@ def classify(exc: BaseException) -> Decision:
     if isinstance(exc, (ConfigError, CredentialError)):
         return Decision(False, str(exc))
     if isinstance(exc, ServiceError) and exc.status is not None:
-        return classify_status(exc.status)
+        return classify_status(exc.status, exc.retry_after_s)
     if isinstance(exc, RemoteProtocolError):
         return Decision(True, f"protocol error from server: {exc}")
     if isinstance(exc, (OSError, TimeoutError, EOFError)):

@@ -24,6 +24,22 @@ from device.trace import Trace
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
+CLOSE_TIMEOUT_S = 2.0
+MAX_RETRY_AFTER_S = 3600.0
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header given as a number (an HTTP date is not
+    expected from this service and is ignored); capped, never negative."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 class Closed(Exception):
@@ -78,13 +94,18 @@ class RealtimeClient:
                 open_timeout=self._open_timeout_s,
                 ping_interval=PING_INTERVAL_S,
                 ping_timeout=PING_TIMEOUT_S,
+                # A stalled server never answers our close frame: don't wait 10 s for it.
+                close_timeout=CLOSE_TIMEOUT_S,
                 compression=None,
                 # A proxy from the environment must not capture the local simulator.
                 proxy=None if _is_loopback(self.url) else True,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise ServiceError(f"the service answered HTTP {status}", status) from None
+            retry_after_s = retry_after(exc.response.headers.get("Retry-After"))
+            raise ServiceError(
+                f"the service answered HTTP {status}", status, retry_after_s
+            ) from None
         except websockets.InvalidHandshake as exc:
             raise ServiceError(f"WebSocket handshake failed: {exc}") from None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from device.realtime.sim_faults import Fault
 from device.realtime.sim_voice import VoiceEngine
 
 DEFAULT_REPLY = (
@@ -27,6 +28,7 @@ class SimulatorOptions:
     delta_ms: int = 100  # audio per response.output_audio.delta
     delta_interval_s: float = 0.0  # pause between deltas; the service outruns real time
     session_lifetime_s: int = 3600  # expires_at = connection time + this
+    faults: tuple[Fault, ...] = ()  # what goes wrong, and when (``sim_faults.parse_fault``)
 
 
 def random_id(prefix: str) -> str:

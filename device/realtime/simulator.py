@@ -12,7 +12,8 @@ Handshake as the service does it: path ``/v1/realtime`` with ``?model=``;
 ``OpenAI-Beta`` header or the ``openai-beta.realtime-v1`` subprotocol is
 accepted at the HTTP level, answered with ``beta_api_shape_disabled`` and
 closed with code 4000. A session past its lifetime gets ``session_expired`` and
-close 1001.
+close 1001. ``SimulatorOptions.faults`` make it misbehave on purpose (``sim_faults``);
+``faults_fired`` lists each fault as it fires.
 """
 
 from __future__ import annotations
@@ -33,26 +34,33 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
+from device.realtime.sim_faults import (
+    BETA_MESSAGE,
+    CLOSE_BETA,
+    CLOSE_GOING_AWAY,
+    Action,
+    ConnectionFaults,
+    Fault,
+    Stall,
+    action,
+    handshake_fault,
+    http_answer,
+)
 from device.realtime.sim_options import SimulatorOptions
 from device.realtime.sim_response import Event
 from device.realtime.sim_schema import SimError
 from device.realtime.sim_session import SimulatorSession
 from device.realtime.sim_voice import synthesize
 
-__all__ = ["RealtimeSimulator", "SimulatorOptions", "SimulatorSession"]
+__all__ = ["BETA_MESSAGE", "RealtimeSimulator", "SimulatorOptions", "SimulatorSession"]
 
 PATH = "/v1/realtime"
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 BETA_SUBPROTOCOL = "openai-beta.realtime-v1"
 KEY_SUBPROTOCOL_PREFIX = "openai-insecure-api-key."
-CLOSE_BETA = 4000
-CLOSE_GOING_AWAY = 1001
-BETA_MESSAGE = (
-    "The Realtime Beta API is no longer supported. Please use the GA interface "
-    "(remove the 'OpenAI-Beta' header)."
-)
 
 DEFAULT_OPTIONS = SimulatorOptions()
 
@@ -93,9 +101,17 @@ def _json_error(
     connection: ServerConnection, status: HTTPStatus, message: str, code: str | None
 ) -> Response:
     body = {"error": {"message": message, "type": "invalid_request_error", "code": code}}
+    return _json_response(connection, status, body, {})
+
+
+def _json_response(
+    connection: ServerConnection, status: HTTPStatus, body: Any, headers: dict[str, str]
+) -> Response:
     response = connection.respond(status, json.dumps(body) + "\n")
     del response.headers["Content-Type"]
     response.headers["Content-Type"] = "application/json"
+    for name, value in headers.items():
+        response.headers[name] = value
     return response
 
 
@@ -116,9 +132,13 @@ class RealtimeSimulator:
         self.port = port
         self.received: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
-        self.connections = 0
+        self.connections = 0  # upgraded to WebSocket
+        self.handshakes = 0  # every attempt on the path, refused ones included
         self.close_codes: list[int | None] = []  # per ended connection, as the client closed it
+        self.faults_fired: list[str] = []  # each fault's spec, every time it fires
         self._server: Server | None = None
+        self._attempt_of: dict[ServerConnection, int] = {}
+        self._links: set[_Link] = set()
 
     @property
     def url(self) -> str:
@@ -139,6 +159,8 @@ class RealtimeSimulator:
         )
 
     async def stop(self) -> None:
+        for link in list(self._links):
+            link.abort_stall()  # a stalled connection would hold the close handshake
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -159,6 +181,11 @@ class RealtimeSimulator:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != PATH:
             return _json_error(connection, HTTPStatus.NOT_FOUND, f"Unknown path; use {PATH}.", None)
+        self.handshakes += 1
+        fault = handshake_fault(self.options.faults, self.handshakes)
+        if fault is not None:
+            self.fired(fault, self.handshakes)
+            return _json_response(connection, *http_answer(fault))
         if self.options.require_auth and _bearer_token(request.headers) is None:
             return _json_error(
                 connection,
@@ -170,7 +197,12 @@ class RealtimeSimulator:
             return _json_error(
                 connection, HTTPStatus.BAD_REQUEST, "Missing required parameter: 'model'.", None
             )
+        self._attempt_of[connection] = self.handshakes
         return None
+
+    def fired(self, fault: Fault, connection: int) -> None:
+        _log.info("fault %s on connection %d", fault, connection)
+        self.faults_fired.append(str(fault))
 
     @staticmethod
     def _select_subprotocol(
@@ -183,13 +215,17 @@ class RealtimeSimulator:
         request = websocket.request
         assert request is not None
         session = SimulatorSession(self.options, _model(request) or "gpt-realtime", time.time())
-        link = _Link(self, websocket, session)
+        attempt = self._attempt_of.pop(websocket, self.handshakes)
+        faults = ConnectionFaults(self.options.faults, attempt)
+        link = _Link(self, websocket, session, faults, attempt)
+        self._links.add(link)
         try:
             if _wants_beta(request.headers):
                 await link.reject_beta()
                 return
             await link.run()
         finally:
+            self._links.discard(link)
             self.close_codes.append(websocket.close_code)
 
 
@@ -197,13 +233,21 @@ class _Link:
     """One connection: a reader, a single ordered writer, and a streamer per response."""
 
     def __init__(
-        self, simulator: RealtimeSimulator, websocket: ServerConnection, session: SimulatorSession
+        self,
+        simulator: RealtimeSimulator,
+        websocket: ServerConnection,
+        session: SimulatorSession,
+        faults: ConnectionFaults,
+        number: int,
     ) -> None:
         self._sim = simulator
         self._ws = websocket
         self._session = session
+        self._faults = faults
+        self._number = number
         self._outbox: asyncio.Queue[Event | _Close] = asyncio.Queue()
         self._streams: set[asyncio.Task[None]] = set()
+        self.stall = Stall()
 
     def _enqueue(self, events: list[Event]) -> None:
         """Queue in generation order; one writer keeps that order on the wire."""
@@ -237,6 +281,9 @@ class _Link:
         self._outbox.put_nowait(_Close(CLOSE_GOING_AWAY, "session_expired"))
 
     async def _write(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            if not await self._fire(self._faults.at_open(), None):
+                return
         while True:
             item = await self._outbox.get()
             try:
@@ -244,14 +291,45 @@ class _Link:
                     await self._ws.close(item.code, item.reason)
                     return
                 await self._ws.send(json.dumps(item))
+                if not await self._fire(self._faults.after(str(item["type"])), item):
+                    return
             except ConnectionClosed:
                 return
             finally:
                 self._outbox.task_done()
 
+    async def _fire(self, faults: list[Fault], trigger: Event | None) -> bool:
+        """Carry out the faults due now; False once the connection is over."""
+        for fault in faults:
+            self._sim.fired(fault, self._number)
+            if not await self._act(action(fault, trigger, self._session)):
+                return False
+        return True
+
+    async def _act(self, todo: Action) -> bool:
+        for frame in todo.frames:
+            if isinstance(frame, dict):
+                self._sim.sent.append(frame)
+                frame = json.dumps(frame)
+            await self._ws.send(frame)
+        if todo.close is not None:
+            await self._ws.close(*todo.close)
+            return False
+        if todo.abort:
+            self._ws.transport.abort()
+            return False
+        if todo.stall_s is not None:
+            await self.stall.run(self._ws, todo.stall_s)
+        return self._ws.state is State.OPEN
+
+    def abort_stall(self) -> None:
+        self.stall.abort(self._ws)
+
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionClosed):
-            async for frame in self._ws:
+            while True:
+                await self.stall.reading.wait()
+                frame = await self._ws.recv()
                 if isinstance(frame, bytes):
                     self._enqueue(self._session.invalid_frame("Binary frames are not supported."))
                     continue

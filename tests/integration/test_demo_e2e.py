@@ -143,3 +143,25 @@ def test_demo_command_writes_wav_and_trace(tmp_path: Path) -> None:
     assert "turn 1:" in proc.stdout and "reply WAV" in proc.stdout
     assert (tmp_path / "r.wav").stat().st_size > 10_000
     assert len(read_trace(tmp_path / "t.jsonl")) > 20
+
+
+def test_demo_with_faults_reports_them_and_still_answers(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "demo", "--speed", "4", "--output",
+         str(tmp_path / "r.wav"), "--fault", "garbage@session.updated",
+         "--fault", "error:server_error@response.created"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "fault fired: garbage@session.updated" in proc.stdout
+    assert "fault fired: error:server_error@response.created" in proc.stdout
+    assert "ignored a bad frame" in proc.stderr
+
+
+def test_demo_rejects_a_bad_fault_spec_with_the_grammar() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "demo", "--fault", "explode@now"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "bad fault 'explode@now'" in proc.stderr and "KIND" in proc.stderr

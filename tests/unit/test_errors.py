@@ -23,13 +23,13 @@ def test_config_error_is_one_line_with_file_key_reason() -> None:
     assert "\n" not in str(err)
 
 
-@pytest.mark.parametrize("code", [1000, 1001, 1006, 1011, 1012, 1013, None])
+@pytest.mark.parametrize("code", [1000, 1001, 1006, 1009, 1011, 1012, 1013, None])
 def test_transient_closes_retry_at_normal_pace(code: int | None) -> None:
     decision = classify_close(code)
     assert decision.retry and not decision.slow
 
 
-@pytest.mark.parametrize("code", [1008, 1009, 4000])
+@pytest.mark.parametrize("code", [1008, 4000])
 def test_client_side_closes_retry_slowly(code: int) -> None:
     decision = classify_close(code)
     assert decision.retry and decision.slow
@@ -46,6 +46,7 @@ def test_classify_exceptions() -> None:
     assert not classify(ConfigError("f", "k", "r")).retry
     assert not classify(CredentialError("no key")).retry
     assert classify(ServiceError("nope", 401)).slow
+    assert classify(ServiceError("busy", 429, retry_after_s=7.5)).delay_s == 7.5
     assert classify(ConnectionRefusedError("refused")).retry
     assert classify(RemoteProtocolError("garbage")).retry
 
@@ -63,3 +64,14 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
 def test_backoff_honours_retry_after_and_slow() -> None:
     assert backoff_delay_s(3, Decision(True, "429", delay_s=12.0), lambda: 0.3) == 12.0
     assert backoff_delay_s(0, Decision(True, "401", slow=True), lambda: 1.0) == SLOW_RETRY_S
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("2", 2.0), (" 7.5 ", 7.5), ("-1", None), ("nan", None),
+     ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("999999", 3600.0)],
+)
+def test_retry_after_header(header: str | None, seconds: float | None) -> None:
+    from device.realtime.client import retry_after
+
+    assert retry_after(header) == seconds
