@@ -1,0 +1,172 @@
+"""Residual echo suppression after the linear echo canceller.
+
+The linear filter leaves some echo behind: the part of the room's tail it does
+not model, loudspeaker distortion, and whatever it has not learnt yet. This stage
+removes that residue with a gain per frequency bin, computed from how much of the
+error in that bin the echo estimate explains:
+
+* residual echo power = leakage x echo-estimate power (with a decaying hold for
+  the room's tail), the leakage tracked per band as the low envelope of the
+  error-to-echo-estimate ratio: near-end speech only ever raises that ratio, so
+  a user talking over the speaker does not make the suppressor think the echo
+  got louder. It may rise fast only while the linear filter reports that it is
+  still learning;
+* gain = 1 - over-subtraction x residual / error, floored and clipped to 1. In a
+  bin where the user's voice dominates the gain stays near 1, so the voice is
+  kept; where only echo is left the gain drops to the floor;
+* a band whose error is within a few dB of its residual echo estimate (nobody
+  talking near the device in that band) is gated down to the floor.
+
+The gains are applied with zero added latency and zero phase, by overlap-save on
+the previous and the current block (the previous block faded in, so the
+circular wrap of the zero-phase filter reads little); the output frame is the
+input frame, filtered, with no look-ahead and no phase distortion of the voice.
+With no echo estimate the gain is exactly 1 and the signal passes untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from device.audio.aec_fft import irfft, rfft
+
+Real = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SuppressorConfig:
+    block_frames: int
+    bands: int = 16
+    over_subtraction: float = 3.0
+    floor: float = 0.003
+    leak_max: float = 100.0
+    leak_min: float = 1e-4
+    echo_hold: float = 0.6
+    gate_lo_db: float = 5.0
+    gate_hi_db: float = 14.0
+    leak_rise_db: float = 0.01
+    leak_rise_fast_db: float = 0.5
+
+
+def _band_matrix(bins: int, bands: int) -> Real:
+    """bins x bands averaging matrix over roughly log-spaced bands (DC alone excluded)."""
+    edges = np.unique(np.round(np.geomspace(2, bins, bands + 1)).astype(int))
+    edges[0] = 0
+    edges[-1] = bins
+    m = np.zeros((bins, len(edges) - 1))
+    for b in range(len(edges) - 1):
+        m[edges[b] : edges[b + 1], b] = 1.0
+    return m
+
+
+class ResidualSuppressor:
+    """Per-bin residual echo gains; see the module doc."""
+
+    def __init__(self, cfg: SuppressorConfig) -> None:
+        self.cfg = cfg
+        n = cfg.block_frames
+        self._n = n
+        self._bins = n + 1
+        self._bandsum: Real = _band_matrix(self._bins, cfg.bands)
+        self._band_of_bin: Real = self._bandsum.T.copy()
+        self._nb = self._bandsum.shape[1]
+        self._win: Real = np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * n) / (2 * n)))
+        # The gain is applied zero-phase to [previous block, block]; the circular
+        # wrap reads the oldest samples as if they came after the block, so the
+        # previous block fades in from zero.
+        taper = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
+        self._windows: Real = np.stack((self._win, self._win, np.concatenate((taper, np.ones(n)))))
+        self._log_floor = float(np.log(cfg.floor))
+        self._log_leak_min = float(np.log10(cfg.leak_min))
+        self._log_leak_max = float(np.log10(cfg.leak_max))
+        self.reset()
+
+    def reset(self) -> None:
+        n, f, nb = self._n, self._bins, self._nb
+        self._buf: Real = np.zeros((3, 2 * n))
+        self._pair: Real = np.zeros((2, f))
+        self._se: Real = np.zeros(f)
+        self._sy: Real = np.zeros(f)
+        self._hold: Real = np.zeros(f)
+        self._mean_e: Real = np.zeros(nb)
+        self._mean_y: Real = np.zeros(nb)
+        self._cov: Real = np.zeros(nb)
+        self._var: Real = np.zeros(nb)
+        self._log_leak: Real = np.zeros(nb)
+        self.gain: Real = np.ones(f)
+
+    def process(self, err: Real, echo: Real, misadjustment: float) -> Real:
+        n, f = self._n, self._bins
+        buf = self._buf
+        buf[:, :n] = buf[:, n:]
+        buf[0, n:] = err
+        buf[1, n:] = echo
+        buf[2, n:] = err
+        spec = rfft(buf * self._windows)
+        parts = spec[:2].view(np.float64).reshape(2, f, 2)
+        pw = np.einsum("ijk,ijk->ij", parts, parts)
+        cfg = self.cfg
+        self._se += 0.5 * (pw[0] - self._se)
+        hold = self._hold
+        hold *= cfg.echo_hold
+        np.maximum(hold, pw[1], out=hold)
+        self._sy += 0.5 * (hold - self._sy)
+        pair = self._pair
+        pair[0] = self._se
+        pair[1] = self._sy
+        both = pair @ self._bandsum
+        band_e = both[0] + 1e-10
+        band_y = both[1] + 1e-10
+        if float(band_y.sum()) <= 1e-9 * float(band_e.sum()):
+            self.gain = np.ones(f)
+            return err.copy()
+        leak = self._update_leak(band_e, band_y, misadjustment)
+        resid = (leak @ self._band_of_bin) * self._sy
+        gain = resid / (self._se + 1e-10)
+        gain *= -cfg.over_subtraction
+        gain += 1.0
+        # Band gate: a band whose error is within a few dB of its residual echo
+        # estimate holds no voice worth keeping and goes to the floor; one well
+        # above it (the user talking) is left to the gentle per-bin gain.
+        ratio_db = 10.0 * np.log10(band_e / (band_y * leak))
+        # Fraction of the way from gate closed (0) to open (1), as a log gain.
+        shut = (cfg.gate_hi_db - ratio_db) * (self._log_floor / (cfg.gate_hi_db - cfg.gate_lo_db))
+        np.maximum(shut, self._log_floor, out=shut)
+        np.minimum(shut, 0.0, out=shut)
+        gain *= np.exp(shut) @ self._band_of_bin
+        np.maximum(gain, cfg.floor, out=gain)
+        np.minimum(gain, 1.0, out=gain)
+        self.gain = gain
+        return self._apply(spec[2], gain)
+
+    def _update_leak(self, band_e: Real, band_y: Real, misadjustment: float) -> Real:
+        """Residual-to-echo-estimate ratio per band, tracked as a low envelope in
+        log10: it falls at once and rises slowly, because near-end speech only
+        ever raises the ratio. It rises fast while the filter itself reports
+        being off (start-up, a changed echo path)."""
+        cfg = self.cfg
+        rise = (cfg.leak_rise_db + cfg.leak_rise_fast_db * min(1.0, misadjustment / 0.1)) / 10.0
+        log_leak = self._log_leak
+        step = np.log10(band_e / band_y) - log_leak
+        up = np.maximum(step, 0.0)
+        np.minimum(up, rise, out=up)
+        np.minimum(step, 0.0, out=step)
+        step *= 0.3
+        step += up
+        step *= band_y > 1e-3 * band_e  # bands without an echo estimate keep theirs
+        log_leak += step
+        np.maximum(log_leak, self._log_leak_min, out=log_leak)
+        np.minimum(log_leak, self._log_leak_max, out=log_leak)
+        leak: Real = 10.0**log_leak
+        return leak
+
+    def _apply(self, block: npt.NDArray[np.complex128], gain: Real) -> Real:
+        n = self._n
+        if float(gain.min()) > 0.999:
+            out: Real = self._buf[2, n:].copy()
+            return out
+        res: Real = irfft(block * gain, 2 * n)[n:]
+        return res
