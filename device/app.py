@@ -133,13 +133,18 @@ class Daemon:
             self.hw.duplex.format.rate_hz,
             GateSettings(vad.aggressiveness, vad.start_ms, vad.pre_roll_ms, vad.hangover_ms),
             config.audio.send_chunk_ms,
+            config.audio.aec,
         )
 
     def reload(self, config: Config) -> list[str]:
         """Apply a re-read config; returns the changed settings that need a restart."""
-        old, self.config = self.config, config
-        if config.vad != old.vad or config.audio.send_chunk_ms != old.audio.send_chunk_ms:
+        old = self.config
+        if (config.vad, config.audio.send_chunk_ms, config.audio.aec) != (
+            old.vad, old.audio.send_chunk_ms, old.audio.aec
+        ):
+            # built first: an unavailable echo canceller must leave everything as it was
             self.capture = self._capture_pipeline(config)
+        self.config = config
         pending = [
             f"{section}.{key}"
             for section, key in RESTART_ONLY
@@ -280,7 +285,7 @@ class Daemon:
                     if self.conversation is not None:
                         for event in self.conversation.on_playback(played, block.at_s):
                             self.dispatch(event)
-                result = self.capture.process(block.mic)
+                result = self.capture.process(block.mic, block.reference)
                 if result.speech_started and self.usage.paused:
                     self.usage.check_day()  # speech just after midnight must not be lost
                 if result.speech_started and self.timeline is not None:
@@ -300,9 +305,9 @@ class Daemon:
         if session is None or not session.configured:
             self.stats.chunks_dropped_offline += 1
             return
-        if self.playback.queued_frames > 0:
-            # Without echo cancellation in the capture loop the speaker would
-            # hear itself and interrupt its own reply: hold the mic meanwhile.
+        if self.playback.queued_frames > 0 and not self.capture.cancels_echo:
+            # Without echo cancellation the speaker would hear itself and
+            # interrupt its own reply: hold the mic while it plays.
             self.stats.chunks_held_while_speaking += 1
             return
         if self._backlog_chunks >= MAX_SEND_BACKLOG_CHUNKS:

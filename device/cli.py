@@ -71,7 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     selftest.add_argument("--button-timeout", type=float, default=10.0,
                           help="seconds to wait for a button press (default: %(default)s)")
 
+    from device.aec_tool import add_arguments as add_aec_arguments
     from device.vad_tool import add_arguments as add_vad_arguments
+
+    aec = sub.add_parser("aec", help="cancel the echo of REF.wav in MIC.wav (a recording)")
+    add_aec_arguments(aec)
 
     vad = sub.add_parser("vad", help="print the speech segments of a recording")
     add_vad_arguments(vad)
@@ -105,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _devices(args)
         if args.command == "selftest":
             return _selftest(args)
+        if args.command == "aec":
+            from device.aec_tool import run_from_args
+
+            return run_from_args(args)
         if args.command == "vad":
             from device.vad_tool import run_vad
 
@@ -212,7 +220,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     for note in hardware.notes:
         log.warning("%s", note)
-    daemon = Daemon(config, hardware, api_key.secret.reveal())
+    from device.audio.aec import AecUnavailable
+
+    try:
+        daemon = Daemon(config, hardware, api_key.secret.reveal())
+    except AecUnavailable as exc:
+        hardware.close()
+        print(f"edgevoice: audio.aec = {config.audio.aec!r}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         asyncio.run(_serve(daemon, config.source))
     except HardwareError as exc:
@@ -234,15 +249,17 @@ async def _serve(daemon: Daemon, config_path: Path | None) -> None:
 
 def _reload(daemon: Daemon, path: Path | None) -> None:
     """SIGHUP: re-read the config; a bad file keeps the running config."""
+    from device.audio.aec import AecUnavailable
     from device.config import load_config
     from device.logs import reconfigure_level
 
     try:
         config = load_config(path)
-    except ConfigError as exc:
+        pending = daemon.reload(config)
+    except (ConfigError, AecUnavailable) as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         return
     reconfigure_level(config.device.log_level)
-    for setting in daemon.reload(config):
+    for setting in pending:
         log.warning("%s changed: it takes effect after a restart", setting)
     log.info("config reloaded from %s", path or "built-in defaults")

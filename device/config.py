@@ -51,6 +51,7 @@ MAX_CONFIG_BYTES = 1024 * 1024  # a real config is a few kB; the bound keeps /de
 HARDWARE_KINDS = ("real", "fake")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BLOCK_SIZES_MS = (10, 20, 40)
+AEC_BACKENDS = ("ours", "webrtc", "speex", "none")
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 MAX_INSTRUCTIONS_CHARS = 16000
 MAX_DEVICE_NAME_CHARS = 256
@@ -87,6 +88,9 @@ class AudioConfig:
     send_chunk_ms: int = _key(40, _int_range(20, 200, 10))
     """Microphone audio per ``input_audio_buffer.append``: fewer frames vs. lower latency."""
     volume_percent: int = _key(70, _int_range(0, 100))
+    aec: str = _key("ours", _choice(_string, "echo canceller", AEC_BACKENDS))
+    """Echo cancellation in the capture loop. "none" holds the microphone while the
+    speaker plays (no self-interruption, but no interrupting the device by voice)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ async def run_conversation(
     timeout_s: float = 60.0,  # of audio time
     options: SimulatorOptions | None = None,
     turns: int = 1,
+    echo_gain: float = 0.0,
 ) -> DemoResult:
     """Ask ``question`` and wait for ``turns`` replies to finish playing."""
     timeline = Timeline()
@@ -84,6 +85,7 @@ async def run_conversation(
         hardware = build_fake(
             HardwareRequest("fake", board=config.device.board, block_ms=config.audio.block_ms),
             speed=speed,
+            echo_gain=echo_gain,
         )
         duplex = hardware.duplex
         assert isinstance(duplex, FakeDuplex)

@@ -180,13 +180,18 @@ def audio_device_names(
     return input_device, output
 
 
-def build_fake(request: HardwareRequest, *, speed: float = 1.0) -> Hardware:
+def build_fake(
+    request: HardwareRequest, *, speed: float = 1.0, echo_gain: float = 0.0
+) -> Hardware:
+    """Fake hardware; ``echo_gain`` > 0 puts the speaker next to the mics (it hears itself)."""
     board = resolve_board(request.board, "fake")
     duplex = FakeDuplex(
         _format(board, request.block_ms),
         mic_channels=board.mic_channels,
         loopback_channels=board.loopback_channels,
         speed=speed,
+        echo_gain=echo_gain,
+        echo_delay_ms=5.0 if echo_gain else 0.0,
     )
     leds = FakeLeds(max(board.leds.count, 1))
     buttons = FakeButtons([b.name for b in board.buttons] or ["talk"])

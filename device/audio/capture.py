@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from device.audio.aec import EchoCanceller, make_canceller
 from device.audio.frames import Framer, Pcm, frames_for_ms, pcm_to_bytes
 from device.audio.resample import StreamResampler
 from device.audio.vad import VadGate
@@ -20,7 +21,16 @@ from device.audio.vad import VadGate
 API_RATE_HZ = 24000
 API_BYTES_PER_MS = API_RATE_HZ * 2 // 1000  # PCM16 mono
 VAD_FRAME_MS = 10
+# Far-end audio the canceller must have adapted on before its output is trusted
+# while the speaker plays (it reaches 20 dB within ~0.1 s; this leaves margin).
+AEC_WARMUP_MS = 1000
+# A reference frame this loud (RMS) counts as far-end activity: about -50 dBFS.
+FAR_END_RMS = 100.0
 _EMPTY: Pcm = np.zeros(0, np.int16)
+
+
+def _rms(frame: Pcm) -> float:
+    return float(np.sqrt(np.mean(frame.astype(np.float32) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -44,10 +54,15 @@ class CaptureResult:
 class CapturePipeline:
     """Turns mic audio into the chunks streamed to the service, silence left out."""
 
-    def __init__(self, rate_hz: int, gate: GateSettings, send_chunk_ms: int = 40) -> None:
+    def __init__(
+        self, rate_hz: int, gate: GateSettings, send_chunk_ms: int = 40, aec: str = "none"
+    ) -> None:
         self.rate_hz = rate_hz
         self._frame_frames = frames_for_ms(rate_hz, VAD_FRAME_MS)
         self._framer = Framer(self._frame_frames)
+        self._ref_framer = Framer(self._frame_frames)
+        self.canceller: EchoCanceller = make_canceller(aec, rate_hz)
+        self.far_end_ms = 0  # far-end audio the canceller has adapted on
         self._gate = VadGate(
             rate_hz,
             frame_ms=VAD_FRAME_MS,
@@ -66,12 +81,21 @@ class CapturePipeline:
     def is_open(self) -> bool:
         return self._gate.is_open
 
-    def process(self, mic: Pcm) -> CaptureResult:
+    @property
+    def cancels_echo(self) -> bool:
+        """True once a real canceller has adapted long enough to trust while speaking."""
+        return self.canceller.name != "none" and self.far_end_ms >= AEC_WARMUP_MS
+
+    def process(self, mic: Pcm, reference: Pcm | None = None) -> CaptureResult:
+        """One mic block and the samples played in the same callback (the echo reference)."""
         result = CaptureResult()
         frames = self._framer.push(mic)
-        for i, frame in enumerate(frames):
+        refs = self._ref_framer.push(reference if reference is not None else np.zeros_like(mic))
+        for i, (frame, ref) in enumerate(zip(frames, refs, strict=True)):
             self.frames_in += 1
-            out = self._gate.process(frame)
+            if self.far_end_ms < AEC_WARMUP_MS and _rms(ref) > FAR_END_RMS:
+                self.far_end_ms += VAD_FRAME_MS
+            out = self._gate.process(self.canceller.process(frame, ref))
             self.speech_frames += out.is_speech
             if out.opened:
                 self._resampler.reset()
@@ -103,6 +127,9 @@ class CapturePipeline:
     def reset(self) -> None:
         """Forget everything in flight (used when the connection drops)."""
         self._framer.reset()
+        self._ref_framer.reset()
+        self.canceller.reset()
+        self.far_end_ms = 0
         self._gate.reset()
         self._resampler.reset()
         self._pending.clear()

@@ -96,3 +96,23 @@ def test_run_on_fake_hardware_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "sk-test-not-real" not in seen + err
+
+
+def test_run_with_an_echo_canceller_that_is_not_installed_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("device.audio.aec_webrtc")
+    import importlib.util
+
+    if importlib.util.find_spec("livekit") is not None:
+        pytest.skip("livekit is installed here: the webrtc backend is available")
+    cfg = tmp_path / "edgevoice.toml"
+    cfg.write_text('[device]\nhardware = "fake"\n[audio]\naec = "webrtc"\n')
+    key = tmp_path / "creds"
+    key.mkdir()
+    (key / "openai-api-key").write_text("sk-test-not-real\n")
+    proc = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)],
+                          capture_output=True, text=True, timeout=60,
+                          env=clean_env(CREDENTIALS_DIRECTORY=str(key)))
+    assert proc.returncode == EXIT_CONFIG
+    assert "Traceback" not in proc.stderr and "audio.aec" in proc.stderr

@@ -86,3 +86,27 @@ def test_bad_file_keeps_the_running_config(
         _reload(daemon, path)
     assert daemon.config.realtime.voice == "cedar"
     assert "config reloaded" in caplog.text
+
+
+def test_reload_to_a_missing_echo_canceller_keeps_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import device.audio.aec as aec
+
+    def missing(name: str, rate_hz: int, **options: object) -> object:
+        if name == "webrtc":
+            raise aec.AecUnavailable("install edgevoice[webrtc]")
+        return real(name, rate_hz, **options)
+
+    real = aec.make_canceller
+    monkeypatch.setattr("device.audio.capture.make_canceller", missing)
+    path = tmp_path / "edgevoice.toml"
+    path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n')
+    daemon = Daemon(load_config(path), build_fake(HardwareRequest("fake")), "sk-test")
+    capture = daemon.capture
+    path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n'
+                    '[audio]\naec = "webrtc"\n[realtime]\nvoice = "cedar"\n')
+    _reload(daemon, path)
+    assert "config reload failed" in caplog.text and "edgevoice[webrtc]" in caplog.text
+    assert daemon.capture is capture
+    assert daemon.config.audio.aec == "ours" and daemon.config.realtime.voice == "marin"

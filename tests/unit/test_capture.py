@@ -83,3 +83,28 @@ def test_reset_forgets_audio_in_flight() -> None:
     pipeline.reset()
     assert not pipeline.is_open
     assert not pipeline.process(np.zeros(320, np.int16)).chunks
+
+
+def test_echo_canceller_is_trusted_only_after_warm_up() -> None:
+    from device.audio.capture import AEC_WARMUP_MS
+
+    pipeline = CapturePipeline(RATE_HZ, GateSettings(), aec="ours")
+    far_end = (3000 * np.sin(np.arange(320) * 0.3)).astype(np.int16)
+    silence = np.zeros(320, np.int16)
+    for _ in range(AEC_WARMUP_MS // 20 - 1):
+        pipeline.process(silence, far_end)
+        assert not pipeline.cancels_echo
+    pipeline.process(silence, silence)  # no far-end: no progress
+    assert not pipeline.cancels_echo
+    pipeline.process(silence, far_end)
+    assert pipeline.cancels_echo
+    pipeline.reset()
+    assert not pipeline.cancels_echo
+
+
+def test_no_canceller_is_never_trusted_while_speaking() -> None:
+    pipeline = CapturePipeline(RATE_HZ, GateSettings(), aec="none")
+    far_end = np.full(320, 3000, np.int16)
+    for _ in range(100):
+        pipeline.process(np.zeros(320, np.int16), far_end)
+    assert not pipeline.cancels_echo
