@@ -33,6 +33,7 @@ from device.config_rules import (
     _integer,
     _Invalid,
     _key,
+    _name_list,
     _non_negative,
     _price_table,
     _Rule,
@@ -42,6 +43,7 @@ from device.config_rules import (
     _ws_url,
 )
 from device.cost import DEFAULT_PRICES, PriceTable, price_for
+from device.device_tools import DEVICE_TOOL_NAMES
 from device.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edgevoice/edgevoice.toml")
@@ -142,6 +144,20 @@ class CostConfig:
     """Per model, per 1M tokens; a [cost.prices."model"] table overrides the keys it names."""
 
 
+DEFAULT_TOOLS = tuple(name for name in DEVICE_TOOL_NAMES if name != "mute")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsConfig:
+    """[tools]: what the assistant may do on the speaker when asked to."""
+
+    enabled: tuple[str, ...] = _key(DEFAULT_TOOLS, _name_list("tool", DEVICE_TOOL_NAMES))
+    """The device tools the model is offered; [] offers none. "mute" is not offered by
+    default: a microphone muted by voice cannot be unmuted by voice, only by a button."""
+    timeout_s: float = _key(5.0, _float_range(0.1, 60))
+    """How long a tool may take before the model is told it timed out."""
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Everything the daemon is configured with, validated as a whole."""
@@ -151,13 +167,14 @@ class Config:
     vad: VadConfig = VadConfig()
     realtime: RealtimeConfig = RealtimeConfig()
     cost: CostConfig = CostConfig()
+    tools: ToolsConfig = ToolsConfig()
     source: Path | None = None
     """The file this came from; None for the built-in defaults."""
 
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig, "audio": AudioConfig, "vad": VadConfig, "realtime": RealtimeConfig,
-    "cost": CostConfig,
+    "cost": CostConfig, "tools": ToolsConfig,
 }  # fmt: skip
 
 
@@ -218,6 +235,8 @@ def _plain(value: Any) -> Any:
     """A config value as TOML spells it (only api_key_file is optional: "" is none)."""
     if value is None or isinstance(value, Path):
         return "" if value is None else str(value)
+    if isinstance(value, tuple):
+        return list(value)
     return value.as_dict() if isinstance(value, PriceTable) else value
 
 
@@ -355,11 +374,13 @@ def describe(config: Config) -> str:
     source = str(config.source) if config.source else "built-in defaults (no config file)"
     device, realtime, cost = config.device, config.realtime, config.cost
     budget = f"{cost.daily_budget_usd:.2f} {cost.currency} a day" if cost.daily_budget_usd else ""
+    tools = ", ".join(config.tools.enabled) or "none"
     return (
         f"config:   {source}\n"
         f"hardware: {device.hardware}, board {device.board}\n"
         f"model:    {realtime.model}, voice {realtime.voice}\n"
         f"url:      {realtime.url}\n"
         f"key file: {realtime.api_key_file or 'none'}\n"
-        f"budget:   {budget or 'none'}"
+        f"budget:   {budget or 'none'}\n"
+        f"tools:    {tools}"
     )

@@ -103,6 +103,27 @@ def _int_range(low: int, high: int, step: int = 1, *, minus_one: str = "") -> _R
     return rule
 
 
+def _name_list(noun: str, allowed: tuple[str, ...]) -> _Rule:
+    """An array of distinct names from ``allowed``; ``[]`` is allowed (none of them)."""
+    listed = ", ".join(allowed)
+
+    def rule(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list | tuple):  # a tuple: from with_overrides
+            raise _expected(f"an array of {noun} names", value)
+        names: list[str] = []
+        for index, name in enumerate(value):
+            if not isinstance(name, str):
+                raise _Invalid(str(_expected(f"a {noun} name", name)), f"[{index}]")
+            if name not in allowed:
+                raise _Invalid(f"{_show(name)} is not a {noun}; allowed: {listed}", f"[{index}]")
+            if name in names:
+                raise _Invalid(f"{_show(name)} is listed twice", f"[{index}]")
+            names.append(name)
+        return tuple(names)
+
+    return rule
+
+
 def _float_range(low: float, high: float) -> _Rule:
     def rule(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):

@@ -4,11 +4,26 @@ and tell the state machine where the conversation is.
 Runs on the event loop; no I/O of its own: it queues client events on the
 sans-I/O session, pushes audio into the playback buffer and returns state
 machine events.
+
+Function calls: a call starts as soon as its arguments are complete, in a task
+of its own, so neither the receiver nor the audio loop waits on a tool. Its
+``function_call_output`` is queued once both the result is ready and the
+response that carried the call is done, and then one ``response.create`` per
+response, since the service neither answers tool output by itself nor accepts a
+new response while one runs. A tool that finishes on its own wakes the sender
+through ``on_send``. When the user cut the calling response short, its calls
+still run (their arguments were complete) and their outputs are still sent, but
+no response is asked for: the user has moved on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from device.audio.capture import API_RATE_HZ
 from device.audio.frames import bytes_to_pcm
@@ -28,8 +43,21 @@ from device.timeline import (
     SPEECH_STOPPED,
     Timeline,
 )
+from device.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
+
+_NO_TOOLS_TIMEOUT_S = 1.0
+
+
+@dataclass
+class _Call:
+    """One function call, from its complete arguments to its output being queued."""
+
+    call_id: str
+    response_id: str
+    task: asyncio.Task[str]
+    output: str | None = None
 
 
 class ReplyPlayer:
@@ -62,18 +90,40 @@ class ReplyPlayer:
 
 
 class Conversation:
-    """Acts on server events and playback events for one session."""
+    """Acts on server events and playback events for one session.
+
+    ``tools`` answers the model's function calls (none: every call gets an error
+    output); ``on_send`` is called when a tool result queued client events
+    outside ``handle``, so the sender sends them. ``close`` ends the
+    conversation with its connection: results still running are dropped.
+    """
 
     def __init__(
-        self, session: RealtimeSession, reply: ReplyPlayer, timeline: Timeline | None = None
+        self,
+        session: RealtimeSession,
+        reply: ReplyPlayer,
+        timeline: Timeline | None = None,
+        *,
+        tools: ToolRegistry | None = None,
+        on_send: Callable[[], None] | None = None,
     ) -> None:
         self.session = session
         self.reply = reply
         self.timeline = timeline
+        self.tools = tools if tools is not None else ToolRegistry((), timeout_s=_NO_TOOLS_TIMEOUT_S)
+        self.on_send = on_send
         self.replies_finished = 0
+        self.tool_calls = 0
         self._responses_with_audio: set[str] = set()
         self._items_started: set[str] = set()
         self._response_pending_finish = False
+        self._calls: dict[str, _Call] = {}  # by call_id, until the output is queued
+        self._answered: set[str] = set()  # call_ids whose output was queued
+        self._ended: dict[str, str] = {}  # response_id -> status, while its calls run
+        self._follow_up = False  # a response.create is owed for tool output
+        self._follow_up_event: str | None = None  # that response.create, until it starts
+        self._follow_up_ids: set[str] = set()  # every such response.create's event_id
+        self._closed = False
 
     def _mark(self, name: str, detail: str = "", at_s: float | None = None) -> None:
         if self.timeline is not None:
@@ -93,6 +143,7 @@ class Conversation:
             self._mark(SPEECH_STOPPED)
             return [Event.USER_SPEECH_STOPPED]
         if isinstance(event, ev.ResponseCreated):
+            self._follow_up_event = None
             self._mark(RESPONSE_CREATED, event.response_id)
             self._response_pending_finish = True
             return [Event.RESPONSE_STARTED]
@@ -111,12 +162,25 @@ class Conversation:
         if isinstance(event, ev.InputTranscriptionCompleted):
             log.info("user said: %s", event.transcript)
             return []
+        if isinstance(event, ev.FunctionCallArgumentsDone) and event.name is not None:
+            self._start_call(event.response_id, event.call_id, event.name, event.arguments)
+            return []
+        if isinstance(event, ev.OutputItemDone):
+            self._start_item_call(event.response_id, event.item)
+            return []
         if isinstance(event, ev.ResponseDone):
             return self._on_response_done(event)
         return []
 
     def _on_error(self, event: ev.ServerError) -> list[Event]:
-        if event.code in ("response_cancel_not_active", "input_audio_buffer_commit_empty"):
+        if (
+            event.code == "conversation_already_has_active_response"
+            and event.client_event_id in self._follow_up_ids
+        ):
+            # A response started meanwhile (the user spoke): it reads the tool output.
+            self._follow_up_event = None
+            log.debug("tool output is answered by the response already running")
+        elif event.code in ("response_cancel_not_active", "input_audio_buffer_commit_empty"):
             log.debug("routine race: %s", event.message)
         elif not self.session.configured and self.session.last_error is event:
             log.error(
@@ -141,11 +205,17 @@ class Conversation:
         if event.status != "completed":
             log.warning("response %s ended %s: %s", event.response_id, event.status,
                         event.status_details)
+        for item in event.output:
+            self._start_item_call(event.response_id, item)
+        if any(call.response_id == event.response_id for call in self._calls.values()):
+            self._ended[event.response_id] = event.status
+        self._flush()
         return self._maybe_finished()
 
     def _maybe_finished(self) -> list[Event]:
         if (
             self._response_pending_finish
+            and not self._answer_owed()
             and self.session.active_response_id is None
             and self.reply.playback.queued_frames == 0
         ):
@@ -153,6 +223,87 @@ class Conversation:
             self.replies_finished += 1
             return [Event.REPLY_FINISHED]
         return []
+
+    # -- function calls ----------------------------------------------------------------
+
+    def _start_item_call(self, response_id: str, item: Mapping[str, Any]) -> None:
+        if item.get("type") != "function_call":
+            return
+        call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments")
+        if isinstance(call_id, str) and isinstance(name, str):
+            text = arguments if isinstance(arguments, str) else ""
+            self._start_call(response_id, call_id, name, text)
+
+    def _start_call(self, response_id: str, call_id: str, name: str, arguments: str) -> None:
+        """Run the call in a task of its own, once per call_id."""
+        if self._closed or call_id in self._calls or call_id in self._answered:
+            return
+        self.tool_calls += 1
+        task = asyncio.get_running_loop().create_task(
+            self.tools.call(name, arguments), name=f"tool {name}"
+        )
+        call = _Call(call_id, response_id, task)
+        self._calls[call_id] = call
+        task.add_done_callback(lambda done: self._on_result(call, done))
+
+    def _on_result(self, call: _Call, task: asyncio.Task[str]) -> None:
+        if self._closed or task.cancelled():
+            return  # the connection is gone: a result now has nowhere to go
+        try:
+            call.output = task.result()
+        except Exception as exc:  # the registry answers every call; this is a last resort
+            log.exception("tool call %s failed", call.call_id)
+            call.output = json.dumps({"error": f"failed: {type(exc).__name__}"})
+        if self._flush() and self.on_send is not None:
+            self.on_send()
+
+    def _flush(self) -> bool:
+        """Queue the outputs of every done response whose calls all finished, then the
+        one response.create they need once no response runs; True if anything was queued."""
+        queued = False
+        for response_id, status in list(self._ended.items()):
+            calls = [call for call in self._calls.values() if call.response_id == response_id]
+            if any(call.output is None for call in calls):
+                continue
+            del self._ended[response_id]
+            for call in calls:
+                assert call.output is not None
+                self.session.create_item(
+                    {"type": "function_call_output", "call_id": call.call_id, "output": call.output}
+                )
+                del self._calls[call.call_id]
+                self._answered.add(call.call_id)
+                queued = True
+            # A cancelled response was cut short by the user, who has moved on:
+            # the outputs keep the conversation true, but need no answer of their own.
+            self._follow_up = self._follow_up or status == "completed"
+        if (
+            self._follow_up
+            and self._follow_up_event is None
+            and self.session.active_response_id is None
+        ):
+            self._follow_up = False
+            self._follow_up_event = self.session.create_response()
+            self._follow_up_ids.add(self._follow_up_event)
+            queued = True
+        return queued
+
+    def _answer_owed(self) -> bool:
+        """True while a completed response's tool calls still wait for their answer."""
+        return (
+            self._follow_up
+            or self._follow_up_event is not None
+            or "completed" in self._ended.values()
+        )
+
+    def close(self) -> None:
+        """The connection ended: cancel running calls and drop their results."""
+        self._closed = True
+        for call in self._calls.values():
+            call.task.cancel()
+        self._calls.clear()
+        self._ended.clear()
+        self._follow_up = False
 
     def barge_in(self) -> None:
         """Stop the speaker and tell the service how much of the reply was heard."""

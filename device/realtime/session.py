@@ -16,6 +16,7 @@ which responses we cancelled (their in-flight deltas must not reach the speaker)
 from __future__ import annotations
 
 import base64
+import copy
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -47,6 +48,8 @@ MAX_ID_CHARS = 32  # client-chosen ids longer than this are refused by the servi
 _MAX_PREFIX_CHARS = 12  # leaves room for "_" and a 19-digit counter
 _TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
 _OUTPUT_MODALITIES = (("audio",), ("text",))  # GA allows exactly one
+_TOOL_CHOICES = ("auto", "none", "required")
+_TOOL_TYPES = ("function", "mcp")
 # Items whose reply audio is remembered. A conversation has a handful of recent
 # items worth truncating; older ones are forgotten even if the app never says so.
 _MAX_TRACKED_ITEMS = 64
@@ -57,7 +60,9 @@ class SessionSettings:
     """What the device asks of the service in its one session.update.
 
     ``turn_detection`` None means push-to-talk: no server VAD, the device commits
-    the input buffer and asks for a response itself.
+    the input buffer and asks for a response itself. ``tools`` are GA tool
+    definitions (``ToolRegistry.definitions()``); without any, the update leaves
+    the service's tools and tool choice as they are.
     """
 
     voice: str = "marin"
@@ -67,6 +72,8 @@ class SessionSettings:
         default_factory=lambda: {"type": "server_vad"}
     )
     input_rate_hz: int = PCM_RATE_HZ
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str = "auto"
 
     def __post_init__(self) -> None:
         # Checked here so a bad value fails at start-up, not as a silently rejected update.
@@ -88,6 +95,18 @@ class SessionSettings:
                 f"input_rate_hz must be {PCM_RATE_HZ} (the only PCM rate the service takes),"
                 f" got {self.input_rate_hz}; resample before sending"
             )
+        if self.tool_choice not in _TOOL_CHOICES:
+            raise LocalProtocolError(
+                f"tool_choice must be one of {_TOOL_CHOICES}, got {self.tool_choice!r}"
+            )
+        for index, tool in enumerate(self.tools):
+            kind = tool.get("type")
+            name = tool.get("server_label" if kind == "mcp" else "name")
+            if kind not in _TOOL_TYPES or not isinstance(name, str) or not name:
+                raise LocalProtocolError(
+                    f"tools[{index}] must be a function tool with a name or an mcp tool"
+                    f" with a server_label, got type {kind!r}"
+                )
 
 
 @dataclass
@@ -161,6 +180,9 @@ class RealtimeSession:
         }
         if s.instructions:
             session["instructions"] = s.instructions
+        if s.tools:
+            session["tools"] = [copy.deepcopy(dict(tool)) for tool in s.tools]
+            session["tool_choice"] = s.tool_choice
         event_id = self._queue({"type": "session.update", "session": session})
         self._pending_updates.append(event_id)
         self._configured = False

@@ -16,6 +16,7 @@ DEFAULT_REPLY = (
     "I heard {seconds:.1f} seconds of speech. This is the edgevoice simulator answering."
 )
 IDLE_REPLY = "Are you still there?"
+TOOL_REPLY = "The tool said: {output}"
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class SimulatorOptions:
     delta_interval_s: float = 0.0  # pause between deltas; the service outruns real time
     session_lifetime_s: int = 3600  # expires_at = connection time + this
     faults: tuple[Fault, ...] = ()  # what goes wrong, and when (``sim_faults.parse_fault``)
+    # (name, arguments JSON): the session's first response calls that function, if the
+    # session offers it; the response after its output says TOOL_REPLY.
+    tool_call: tuple[str, str] | None = None
 
 
 def random_id(prefix: str) -> str:

@@ -6,6 +6,9 @@ input audio between steps, as it must against the real service. Audio arrives
 from a thread executor after the opening events, so ``ready`` tells the
 connection when stepping may begin.
 
+A response that calls a client function (``SimFunctionCall``) has no audio and
+is complete from its first step.
+
 Usage follows the service's token rates: input audio 1 token per 100 ms, output
 audio 1 per 50 ms, input text ~1.3 tokens per instruction word, output text one
 token per transcript word. Cached counts are always zero.
@@ -19,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from device.realtime.sim_options import TOOL_REPLY
+
 Event = dict[str, Any]
 NewId = Callable[[str], str]
 
@@ -31,6 +36,17 @@ RATE_LIMIT_TOKENS = 40000
 
 Status = Literal["in_progress", "completed", "cancelled", "incomplete", "failed"]
 CancelReason = Literal["turn_detected", "client_cancelled"]
+
+
+def _rate_limits(reserved_tokens: int) -> list[dict[str, Any]]:
+    """What ``rate_limits.updated`` says once a response reserved its output tokens."""
+    tokens_reset_s = round(reserved_tokens * 60 / RATE_LIMIT_TOKENS, 3)
+    return [
+        {"name": "requests", "limit": RATE_LIMIT_REQUESTS,
+         "remaining": RATE_LIMIT_REQUESTS - 1, "reset_seconds": 0.012},
+        {"name": "tokens", "limit": RATE_LIMIT_TOKENS,
+         "remaining": RATE_LIMIT_TOKENS - reserved_tokens, "reset_seconds": tokens_reset_s},
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -179,28 +195,14 @@ class SimResponse:
             "output_token_details": {"text_tokens": text_out, "audio_tokens": audio_out},
         }
 
-    def opening(self) -> list[Event]:
-        """From ``response.created`` to ``response.content_part.added``."""
+    def _head(self, reserved: int) -> list[Event]:
+        """``response.created`` to the output item's ``conversation.item.added``."""
         plan = self.plan
-        reserved = len(self._words) * 20
         events = [
             self._event("response.created", response=self.response()),
             self._event(
                 "rate_limits.updated",
-                rate_limits=[
-                    {
-                        "name": "requests",
-                        "limit": RATE_LIMIT_REQUESTS,
-                        "remaining": RATE_LIMIT_REQUESTS - 1,
-                        "reset_seconds": 0.012,
-                    },
-                    {
-                        "name": "tokens",
-                        "limit": RATE_LIMIT_TOKENS,
-                        "remaining": RATE_LIMIT_TOKENS - reserved,
-                        "reset_seconds": round(reserved * 60 / RATE_LIMIT_TOKENS, 3),
-                    },
-                ],
+                rate_limits=_rate_limits(reserved),
             ),
             self._event(
                 "response.output_item.added",
@@ -217,9 +219,14 @@ class SimResponse:
                     item=self.item(),
                 )
             )
+        return events
+
+    def opening(self) -> list[Event]:
+        """From ``response.created`` to ``response.content_part.added``."""
+        events = self._head(reserved=len(self._words) * 20)
         part: dict[str, Any] = (
             {"type": "audio", "transcript": ""}
-            if plan.modality == "audio"
+            if self.plan.modality == "audio"
             else {"type": "text", "text": ""}
         )
         events.append(self._event("response.content_part.added", **self._ids(), part=part))
@@ -300,14 +307,19 @@ class SimResponse:
         else:
             events = [self._event("response.output_text.done", **self._ids(), text=text)]
             part = {"type": "text", "text": text}
-        events += [
-            self._event("response.content_part.done", **self._ids(), part=part),
+        events.append(self._event("response.content_part.done", **self._ids(), part=part))
+        return events + self._tail()
+
+    def _tail(self) -> list[Event]:
+        """``response.output_item.done`` to ``response.done``."""
+        plan = self.plan
+        events = [
             self._event(
                 "response.output_item.done",
                 response_id=plan.response_id,
                 output_index=0,
                 item=self.item(),
-            ),
+            )
         ]
         if self.in_conversation:
             events.append(
@@ -319,3 +331,79 @@ class SimResponse:
             )
         events.append(self._event("response.done", response=self.response()))
         return events
+
+
+ARGUMENT_CHUNK_CHARS = 16
+TEXT_CHARS_PER_TOKEN = 4
+
+
+class SimFunctionCall(SimResponse):
+    """A response whose one output item is a call of a client function.
+
+    The service writes a call's few arguments in a moment, so the whole
+    sequence comes from ``opening``, ``response.done`` included, and there is
+    nothing left to step, cancel or give audio to.
+    """
+
+    def __init__(self, plan: ResponsePlan, new_id: NewId, name: str, arguments: str) -> None:
+        super().__init__(plan, new_id)
+        self.name = name
+        self.arguments = arguments
+        self.call_id = new_id("call")
+
+    @staticmethod
+    def planned(
+        wanted: tuple[str, str] | None, session: dict[str, Any], params: dict[str, Any]
+    ) -> tuple[str, str] | None:
+        """``wanted`` if a response may call it: its tools offer it, tool_choice allows it."""
+        if wanted is None:
+            return None
+        tools = params.get("tools", session["tools"])
+        choice = params.get("tool_choice", session["tool_choice"])
+        if choice == "none" or (isinstance(choice, dict) and choice.get("name") != wanted[0]):
+            return None
+        offered = any(t.get("type") == "function" and t.get("name") == wanted[0] for t in tools)
+        return wanted if offered else None
+
+    @staticmethod
+    def reply_to(item: dict[str, Any]) -> str | None:
+        """What the simulated model says after ``item`` when it is a function's output."""
+        if item.get("type") != "function_call_output":
+            return None
+        return TOOL_REPLY.format(output=item.get("output", ""))
+
+    def item(self) -> dict[str, Any]:
+        done = self.status != "in_progress"
+        return {
+            "id": self.plan.item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "completed" if done else "in_progress",
+            "name": self.name,
+            "call_id": self.call_id,
+            "arguments": self.arguments if done else "",
+        }
+
+    def usage(self) -> dict[str, Any]:
+        usage = super().usage()
+        text_out = max(1, math.ceil(len(self.arguments) / TEXT_CHARS_PER_TOKEN))
+        usage["output_tokens"] += text_out
+        usage["total_tokens"] += text_out
+        usage["output_token_details"]["text_tokens"] += text_out
+        return usage
+
+    def opening(self) -> list[Event]:
+        """Everything from ``response.created`` to ``response.done``."""
+        plan = self.plan
+        events = self._head(reserved=len(self.arguments))
+        ids = dict(response_id=plan.response_id, item_id=plan.item_id, output_index=0,
+                   call_id=self.call_id)  # fmt: skip
+        arguments = self.arguments
+        for start in range(0, len(arguments), ARGUMENT_CHUNK_CHARS):
+            delta = arguments[start : start + ARGUMENT_CHUNK_CHARS]
+            events.append(self._event("response.function_call_arguments.delta", **ids, delta=delta))
+        events.append(self._event("response.function_call_arguments.done", **ids,
+                                  name=self.name, arguments=arguments))  # fmt: skip
+        self.status = "completed"
+        return events + self._tail()
+

@@ -19,7 +19,7 @@ from device.realtime.sim_conversation import Conversation, StoredItem
 from device.realtime.sim_input import InputBuffer
 from device.realtime.sim_items import ItemRules
 from device.realtime.sim_options import DEFAULT_REPLY, IDLE_REPLY, SimulatorOptions, random_id
-from device.realtime.sim_response import Event, ResponsePlan, SimResponse
+from device.realtime.sim_response import Event, ResponsePlan, SimFunctionCall, SimResponse
 from device.realtime.sim_schema import SimError, enum
 from device.realtime.sim_shapes import CLIENT_EVENTS, SESSION, default_session, merge_session
 from device.realtime.sim_vad import EnergyVad, VadMark, VadSettings
@@ -45,6 +45,7 @@ class SimulatorSession:
         self.buffer = InputBuffer()
         self.responses: dict[str, SimResponse] = {}
         self.audio_output_started = False
+        self.tool_called = False  # the one call ``options.tool_call`` asks for was made
         self._started: list[SimResponse] = []
         self._vad: EnergyVad | None = None
         self._speech_item: str | None = None
@@ -366,10 +367,15 @@ class SimulatorSession:
         voice = output.get("voice", session["audio"]["output"]["voice"])
         in_conversation = params.get("conversation") != "none"
         instructions = params.get("instructions", session["instructions"])
-        if self.options.reply_text is not None:
+        last = self.conversation.items[-1].data if self.conversation.items else {}
+        if (told := SimFunctionCall.reply_to(last)) is not None:
+            reply = told
+        elif self.options.reply_text is not None:
             reply = self.options.reply_text
         elif reply is None:
             reply = DEFAULT_REPLY.format(seconds=self.conversation.latest_user_audio_ms() / 1000)
+        wanted = None if self.tool_called else self.options.tool_call
+        call = SimFunctionCall.planned(wanted, session, params)
         plan = ResponsePlan(
             response_id=self.new_id("resp"),
             item_id=self.new_id("item"),
@@ -386,6 +392,13 @@ class SimulatorSession:
             input_audio_ms=self._items.input_audio_ms(params.get("input")),
             delta_ms=self.options.delta_ms,
         )
+        if call is not None:  # over as it starts: the call item joins the conversation done
+            self.tool_called = True
+            function_call = SimFunctionCall(plan, self.new_id, *call)
+            events = function_call.opening()
+            if in_conversation:
+                self.conversation.insert(StoredItem(function_call.item()))
+            return events
         response = SimResponse(plan, self.new_id)
         self.responses[plan.response_id] = response
         self._started.append(response)

@@ -698,3 +698,102 @@ def test_reply_audio_failure_fails_only_that_response(monkeypatch: pytest.Monkey
             assert (await recv_json(ws))["type"] == "input_audio_buffer.cleared"
 
     run(RealtimeSimulator(options), scenario)
+
+
+# -- function calls -----------------------------------------------------------------------
+
+VOLUME_TOOL = {
+    "type": "function",
+    "name": "volume",
+    "description": "Read or change the playback volume.",
+    "parameters": {"type": "object", "properties": {"percent": {"type": "integer"}}},
+}
+SET_VOLUME = ("volume", '{"action": "set", "percent": 30}')
+
+
+def test_the_first_response_calls_the_offered_function() -> None:
+    core = Core(tool_call=SET_VOLUME)
+    core.update(tools=[VOLUME_TOOL])
+    events = core.send({"type": "response.create"})
+    kinds = types(events)
+    deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+    assert kinds == [
+        "response.created",
+        "rate_limits.updated",
+        "response.output_item.added",
+        "conversation.item.added",
+        *["response.function_call_arguments.delta"] * len(deltas),
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "conversation.item.done",
+        "response.done",
+    ]
+    assert len(deltas) > 1 and "".join(d["delta"] for d in deltas) == SET_VOLUME[1]
+    added = only(events, "response.output_item.added")["item"]
+    assert (added["type"], added["status"], added["arguments"]) == ("function_call",
+                                                                     "in_progress", "")
+    done = only(events, "response.function_call_arguments.done")
+    item = only(events, "response.output_item.done")["item"]
+    assert (item["name"], item["arguments"], item["status"]) == (*SET_VOLUME, "completed")
+    assert done["call_id"] == item["call_id"] == deltas[0]["call_id"]
+    assert (done["name"], done["arguments"], done["item_id"]) == (*SET_VOLUME, item["id"])
+    response = only(events, "response.done")["response"]
+    assert response["status"] == "completed" and response["output"] == [item]
+    assert response["usage"]["output_token_details"] == {"text_tokens": 8, "audio_tokens": 0}
+    assert core.session.take_started() == [] and core.session.default_response() is None
+    assert core.session.conversation.items[-1].data == item
+
+
+def test_the_answer_after_the_function_output_speaks_the_output() -> None:
+    core = Core(tool_call=SET_VOLUME)
+    core.update(tools=[VOLUME_TOOL])
+    call_id = only(core.send({"type": "response.create"}), "response.done")["response"][
+        "output"
+    ][0]["call_id"]
+    output = {"type": "function_call_output", "call_id": call_id, "output": '{"volume": 30}'}
+    added = core.send({"type": "conversation.item.create", "item": output})
+    assert types(added) == ["conversation.item.added", "conversation.item.done"]
+    core.send({"type": "response.create"})
+    events = core.stream()
+    transcript = only(events, "response.output_audio_transcript.done")["transcript"]
+    assert transcript == 'The tool said: {"volume": 30}'
+    assert "response.output_audio.delta" in types(events)
+    core.send({"type": "response.create"})
+    again = only(core.stream(), "response.done")["response"]["output"][0]
+    assert again["type"] == "message", "the function is called once per session"
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        {},  # no tools offered
+        {"tools": [{**VOLUME_TOOL, "name": "leds"}]},
+        {"tools": [VOLUME_TOOL], "tool_choice": "none"},
+        {"tools": [VOLUME_TOOL], "tool_choice": {"type": "function", "name": "other"}},
+    ],
+)
+def test_no_call_unless_the_session_offers_that_function(session: Event) -> None:
+    core = Core(tool_call=SET_VOLUME)
+    if session:
+        core.update(**session)
+    core.send({"type": "response.create"})
+    item = only(core.stream(), "response.done")["response"]["output"][0]
+    assert item["type"] == "message"
+    assert core.session.tool_called is False
+
+
+def test_a_response_may_offer_the_function_itself() -> None:
+    core = Core(tool_call=SET_VOLUME)
+    response = {"tools": [VOLUME_TOOL], "tool_choice": "required"}
+    events = core.send({"type": "response.create", "response": response})
+    assert only(events, "response.output_item.done")["item"]["type"] == "function_call"
+
+
+def test_server_vad_turn_can_start_with_a_function_call() -> None:
+    core = Core(tool_call=SET_VOLUME)
+    core.update(tools=[VOLUME_TOOL])
+    events = core.append(silence(200) + noise_burst(800) + silence(900))
+    assert "input_audio_buffer.committed" in types(events)
+    assert only(events, "response.output_item.done")["item"]["type"] == "function_call"
+    done = only(events, "response.done")["response"]
+    assert done["usage"]["input_token_details"]["audio_tokens"] > 0

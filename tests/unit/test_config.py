@@ -20,6 +20,7 @@ from device.config import (
     CostConfig,
     DeviceConfig,
     RealtimeConfig,
+    ToolsConfig,
     VadConfig,
     config_from_dict,
     config_warnings,
@@ -38,6 +39,7 @@ SECTIONS = {
     "vad": VadConfig,
     "realtime": RealtimeConfig,
     "cost": CostConfig,
+    "tools": ToolsConfig,
 }
 FAKE_KEY = "sk-test-" + "Q" * 40
 
@@ -433,7 +435,7 @@ def test_instructions_length_limit_without_echoing_the_text() -> None:
     [
         ({"realtym": {}}, "realtym: unknown section; did you mean [realtime]?"),
         ({"Audio": {}}, "Audio: unknown section; did you mean [audio]?"),
-        ({"zzz": {}}, "zzz: unknown section; known: device, audio, vad, realtime, cost"),
+        ({"zzz": {}}, "zzz: unknown section; known: device, audio, vad, realtime, cost, tools"),
         (
             {"audio": {"block_size_ms": 20}},
             "audio.block_size_ms: unknown key; did you mean audio.block_ms?",
@@ -946,3 +948,56 @@ def test_describe_shows_the_budget() -> None:
     assert "budget:   none" in describe(Config())
     config = with_overrides(Config(), cost={"daily_budget_usd": 2, "currency": "EUR"})
     assert "budget:   2.00 EUR a day" in describe(config)
+
+
+# --- [tools] ------------------------------------------------------------------------
+
+
+def test_tools_defaults_offer_every_device_tool_but_mute() -> None:
+    # a microphone muted by voice could only be unmuted with a button
+    tools = Config().tools
+    assert tools.enabled == ("volume", "leds", "time", "status")
+    assert tools.timeout_s == 5.0
+
+
+def test_a_tools_section_from_a_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[tools]\nenabled = ["time", "volume"]\ntimeout_s = 2\n')
+    tools = load_config(path).tools
+    assert tools.enabled == ("time", "volume")
+    assert tools.timeout_s == 2.0
+    assert "tools:    time, volume" in describe(load_config(path))
+
+
+def test_no_tools_at_all() -> None:
+    config = config_from_dict({"tools": {"enabled": []}}, SOURCE)
+    assert config.tools.enabled == ()
+    assert "tools:    none" in describe(config)
+
+
+@pytest.mark.parametrize(
+    ("tools", "message"),
+    [
+        (
+            {"enabled": ["volume", "lights"]},
+            'tools.enabled[1]: "lights" is not a tool; allowed: volume, mute, leds, time, status',
+        ),
+        ({"enabled": ["time", "time"]}, 'tools.enabled[1]: "time" is listed twice'),
+        (
+            {"enabled": "volume"},
+            'tools.enabled: expected an array of tool names, got a string ("volume")',
+        ),
+        ({"enabled": [3]}, "tools.enabled[0]: expected a tool name, got an integer (3)"),
+        ({"timeout_s": 0}, "tools.timeout_s: 0 is out of range; allowed: 0.1..60"),
+        ({"timeout_s": "5"}, 'tools.timeout_s: expected a number, got a string ("5")'),
+        ({"timeout": 5}, "tools.timeout: unknown key; did you mean tools.timeout_s?"),
+    ],
+)
+def test_bad_tools_values_name_the_key(tools: dict[str, Any], message: str) -> None:
+    assert problem({"tools": tools}) == f"{SOURCE}: {message}"
+
+
+def test_tools_round_trip_through_overrides() -> None:
+    config = with_overrides(Config(), tools={"enabled": ["leds"]})
+    assert config.tools.enabled == ("leds",)
+    assert with_overrides(config) == config
+    assert hash(config.tools) == hash(ToolsConfig(enabled=("leds",)))

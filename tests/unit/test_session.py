@@ -106,6 +106,11 @@ def speaking(session: RealtimeSession, response_id: str = "resp_1", item_id: str
         {"turn_detection": {"type": "client_vad"}},
         {"turn_detection": {}},
         {"voice": ""},
+        {"tool_choice": "sometimes"},
+        {"tools": ({"type": "function"},)},
+        {"tools": ({"type": "function", "name": ""},)},
+        {"tools": ({"type": "mcp", "name": "x"},)},
+        {"tools": ({"name": "x"},)},
     ],
 )
 def test_settings_the_service_would_refuse_fail_at_once(kwargs: dict[str, Any]) -> None:
@@ -149,6 +154,39 @@ def test_configure_leaves_out_empty_instructions_to_keep_the_service_default() -
     [event] = sent_events(session)
     assert "instructions" not in event["session"]
     assert event["session"]["output_modalities"] == ["text"]
+
+
+VOLUME_TOOL: dict[str, Any] = {
+    "type": "function",
+    "name": "volume",
+    "description": "Read or change the playback volume.",
+    "parameters": {
+        "type": "object",
+        "properties": {"percent": {"type": "integer", "minimum": 0, "maximum": 100}},
+        "additionalProperties": False,
+    },
+}
+
+
+@pytest.mark.parametrize("tool_choice", ["auto", "none", "required"])
+def test_configure_offers_the_tools_and_the_tool_choice(tool_choice: str) -> None:
+    mcp = {"type": "mcp", "server_label": "home", "server_url": "https://mcp.example/sse",
+           "require_approval": "never"}  # fmt: skip
+    settings = SessionSettings(tools=(VOLUME_TOOL, mcp), tool_choice=tool_choice)
+    session = RealtimeSession(settings)
+    session.configure()
+    [event] = sent_events(session)
+    assert event["session"]["tools"] == [VOLUME_TOOL, mcp]
+    assert event["session"]["tool_choice"] == tool_choice
+    event["session"]["tools"][0]["parameters"]["properties"].clear()
+    assert VOLUME_TOOL["parameters"]["properties"], "the update holds a copy"
+
+
+def test_configure_without_tools_leaves_the_service_tools_alone() -> None:
+    session = RealtimeSession(SessionSettings(tool_choice="required"))
+    session.configure()
+    [event] = sent_events(session)
+    assert "tools" not in event["session"] and "tool_choice" not in event["session"]
 
 
 def test_every_client_event_is_ga_valid_with_unique_short_ids() -> None:
