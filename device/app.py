@@ -25,7 +25,9 @@ from device.audio.capture import CapturePipeline, GateSettings
 from device.audio.playback import PlaybackBuffer
 from device.audio.supervisor import AudioSupervisor
 from device.config import Config
+from device.controls import DaemonControls, volume_gain
 from device.conversation import Conversation, ReplyPlayer
+from device.device_tools import device_tools
 from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
 from device.logs import STATE_FIELD
 from device.realtime.client import Closed, RealtimeClient, realtime_url
@@ -34,10 +36,12 @@ from device.realtime.session import RealtimeSession, SessionSettings
 from device.service import ServiceNotifier
 from device.state import Event, State, transition
 from device.timeline import LOCAL_SPEECH_END, LOCAL_SPEECH_START, Timeline
+from device.tools import ToolRegistry
 from device.trace import Trace
 from device.ui.leds import pattern
 from device.usage import UsageKeeper, today_iso
 from hw.factory import Hardware
+from hw.ports import Rgb
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,7 @@ class DaemonStats:
     chunks_dropped_backlog: int = 0
     chunks_held_while_speaking: int = 0
     chunks_dropped_budget: int = 0
+    chunks_dropped_muted: int = 0
     bad_frames: int = 0
     connections: int = 0
 
@@ -110,6 +115,8 @@ class Daemon:
         fmt = hardware.duplex.format
         self.playback = PlaybackBuffer(fmt.rate_hz)
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
+        self.reply.gain = volume_gain(config.audio.volume_percent)
+        self.controls = DaemonControls(self, config.audio.volume_percent)
         self.capture = self._capture_pipeline(config)
         self.conversation: Conversation | None = None
         self._session: RealtimeSession | None = None
@@ -119,6 +126,7 @@ class Daemon:
         self._restart_session = asyncio.Event()
         self.audio = AudioSupervisor()
         self.usage = UsageKeeper(config, today=today, on_pause_change=self._budget_paused)
+        self.tools = self._tool_registry(config)
         # What currently needs a person or waits on hardware; FAULT lasts while any does.
         self.faults: set[str] = set()
         self.replies_finished = 0
@@ -136,6 +144,21 @@ class Daemon:
             config.audio.aec,
         )
 
+    @property
+    def online(self) -> bool:
+        return self._session is not None
+
+    def _tool_registry(self, config: Config) -> ToolRegistry:
+        return ToolRegistry(device_tools(self.controls, config.tools.enabled),
+                            timeout_s=config.tools.timeout_s)
+
+    def mic_mute_changed(self, muted: bool) -> None:
+        """The microphone was muted or unmuted: drop half-sent speech, say so."""
+        if muted and self._session is not None:
+            self._session.clear_input()
+            self._send_wanted.set()
+        self.service.status(self._status_line())
+
     def reload(self, config: Config) -> list[str]:
         """Apply a re-read config; returns the changed settings that need a restart."""
         old = self.config
@@ -151,7 +174,9 @@ class Daemon:
             if getattr(getattr(old, section), key) != getattr(getattr(config, section), key)
         ]
         self.usage.configure(config)
-        if config.realtime != old.realtime:
+        if config.tools != old.tools:
+            self.tools = self._tool_registry(config)
+        if config.realtime != old.realtime or config.tools != old.tools:
             # The voice cannot change within a session: start a new one.
             self._restart_session.set()
         return pending
@@ -245,7 +270,8 @@ class Daemon:
         online = "connected" if self._session is not None else "not connected"
         faults = f", fault: {', '.join(sorted(self.faults))}" if self.faults else ""
         budget = ", budget spent" if self.usage.paused else ""
-        return f"{self.state.value}, {online}{faults}{budget}"
+        muted = ", microphone muted" if self.controls.mic_muted else ""
+        return f"{self.state.value}, {online}{faults}{budget}{muted}"
 
     def _budget_paused(self, paused: bool) -> None:
         if paused and self._session is not None:
@@ -298,6 +324,9 @@ class Daemon:
             self.service.ready()
 
     def _stream(self, chunk: bytes) -> None:
+        if self.controls.mic_muted:
+            self.stats.chunks_dropped_muted += 1
+            return
         if self.usage.paused:
             self.stats.chunks_dropped_budget += 1
             return
@@ -322,16 +351,25 @@ class Daemon:
         leds = self.hw.leds
         while True:
             try:
-                leds.show(pattern(self.state, loop.time(), leds.count))
+                leds.show(self._led_pixels(loop.time(), leds.count))
             except Exception:
                 log.exception("LED update failed; LEDs stay as they are")
                 return
             await asyncio.sleep(LED_REFRESH_S)
 
+    def _led_pixels(self, t_s: float, count: int) -> list[Rgb]:
+        """The state's pattern; while idle, the colour a tool asked for, if any."""
+        chosen = self.controls.led_color
+        if chosen is not None and self.state is State.IDLE:
+            rgb, brightness = chosen
+            return [rgb.scaled(brightness)] * count
+        return pattern(self.state, t_s, count)
+
     # -- network ---------------------------------------------------------------------
     def _settings(self) -> SessionSettings:
         rt = self.config.realtime
-        return SessionSettings(voice=rt.voice, instructions=rt.instructions)
+        return SessionSettings(voice=rt.voice, instructions=rt.instructions,
+                               tools=tuple(self.tools.definitions()))
 
     async def _connection_loop(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -380,7 +418,8 @@ class Daemon:
     async def _run_session(self, client: RealtimeClient) -> None:
         """Serve one connection until it closes (raises Closed)."""
         session = RealtimeSession(self._settings())
-        conversation = Conversation(session, self.reply, self.timeline)
+        conversation = Conversation(session, self.reply, self.timeline,
+                                    tools=self.tools, on_send=self._send_wanted.set)
         self._session, self.conversation = session, conversation
         self._backlog_chunks = 0
         session.configure()
@@ -400,6 +439,7 @@ class Daemon:
                     raise exc
             raise Closed(None, "session tasks ended")
         finally:
+            conversation.close()  # running tools are cancelled, late results dropped
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -25,6 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from device.audio.capture import API_RATE_HZ
 from device.audio.frames import bytes_to_pcm
 from device.audio.playback import PlaybackBuffer, PlaybackEvent
@@ -67,21 +70,28 @@ class ReplyPlayer:
         self.playback = playback
         self._dac_rate_hz = dac_rate_hz
         self._resamplers: dict[str, StreamResampler] = {}
+        self.gain = 1.0  # the playback volume; the echo reference is what is played
 
     def add(self, item_id: str, pcm: bytes) -> None:
         resampler = self._resamplers.get(item_id)
         if resampler is None:
             resampler = StreamResampler(API_RATE_HZ, self._dac_rate_hz)
             self._resamplers[item_id] = resampler
-        self.playback.push(item_id, resampler.process(bytes_to_pcm(pcm)))
+        self.playback.push(item_id, self._scaled(resampler.process(bytes_to_pcm(pcm))))
 
     def finish(self, item_id: str) -> None:
         resampler = self._resamplers.pop(item_id, None)
         if resampler is not None:
             tail = resampler.process(bytes_to_pcm(b""), last=True)
             if len(tail):
-                self.playback.push(item_id, tail)
+                self.playback.push(item_id, self._scaled(tail))
         self.playback.end_item(item_id)
+
+    def _scaled(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        if self.gain == 1.0:
+            return samples
+        scaled = np.round(samples.astype(np.float32) * self.gain)
+        return np.clip(scaled, -32768, 32767).astype(np.int16)
 
     def interrupt(self) -> list[tuple[str, float]]:
         """Silence the speaker now; (item_id, ms actually played) per cut item."""

@@ -1,0 +1,92 @@
+"""The model's tools act on the running daemon: a spoken question, a function
+call from the simulator, the tool changes the device, the answer is spoken."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from device.app import Daemon
+from device.config import load_config, with_overrides
+from device.controls import volume_gain
+from device.demo import shipped_question
+from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
+from hw.factory import HardwareRequest, build_fake
+from hw.fake import FakeDuplex
+from hw.ports import Rgb
+from tests.contract.oracle import client_problems, server_problems
+
+Check = Callable[[Daemon], bool]
+
+
+def run_with_tool_call(
+    tmp_path: Path, call: tuple[str, str], tools: list[str]
+) -> tuple[Daemon, RealtimeSimulator]:
+    async def body() -> tuple[Daemon, RealtimeSimulator]:
+        options = SimulatorOptions(voice_engine="tone", tool_call=call)
+        async with RealtimeSimulator(options) as sim:
+            config = with_overrides(
+                load_config(None),
+                device={"hardware": "fake", "state_dir": str(tmp_path)},
+                realtime={"url": sim.url},
+                tools={"enabled": tools},
+            )
+            hardware = build_fake(HardwareRequest("fake"), speed=4.0)
+            duplex = hardware.duplex
+            assert isinstance(duplex, FakeDuplex)
+            duplex.feed_wav(shipped_question(), at_s=0.5)
+            daemon = Daemon(config, hardware, "sk-test-tools", today=lambda: "2026-11-24")
+            stop = asyncio.Event()
+            task = asyncio.create_task(daemon.run(stop))
+            try:
+                await asyncio.wait_for(daemon.wait_for_replies(1), 20)
+            finally:
+                stop.set()
+                await task
+                hardware.close()
+            return daemon, sim
+
+    return asyncio.run(body())
+
+
+ALL = ["volume", "mute", "leds", "time", "status"]
+
+
+@pytest.mark.parametrize(
+    ("call", "check"),
+    [
+        (("volume", '{"action": "set", "percent": 30}'),
+         lambda d: d.controls.volume_percent == 30 and d.reply.gain == volume_gain(30)),
+        (("mute", '{"muted": true}'),
+         lambda d: d.controls.mic_muted and "microphone muted" in d._status_line()),
+        (("leds", '{"color": "blue", "brightness": 0.5}'),
+         lambda d: d.controls.led_color == (Rgb(0, 80, 255), 0.5)),
+        (("status", "{}"), lambda d: True),
+    ],
+)
+def test_tool_changes_the_device_and_the_answer_is_spoken(
+    tmp_path: Path, call: tuple[str, str], check: Check
+) -> None:
+    daemon, sim = run_with_tool_call(tmp_path, call, ALL)
+    assert check(daemon)
+    outputs = [e["item"] for e in sim.received if e["type"] == "conversation.item.create"]
+    assert [o["type"] for o in outputs] == ["function_call_output"]
+    assert "error" not in json.loads(outputs[0]["output"])
+    done = [e["response"]["status"] for e in sim.sent if e["type"] == "response.done"]
+    assert done == ["completed", "completed"]  # the call, then the spoken answer
+    assert not [e for e in sim.sent if e["type"] == "error"]
+    assert [p for e in sim.sent for p in server_problems(e)] == []
+    assert [p for e in sim.received for p in client_problems(e)] == []
+    update = next(e for e in sim.received if e["type"] == "session.update")
+    assert [t["name"] for t in update["session"]["tools"]] == ALL
+
+
+def test_tools_not_enabled_are_not_offered_nor_run(tmp_path: Path) -> None:
+    daemon, sim = run_with_tool_call(tmp_path, ("mute", '{"muted": true}'), ["time"])
+    update = next(e for e in sim.received if e["type"] == "session.update")
+    assert [t["name"] for t in update["session"]["tools"]] == ["time"]
+    assert not daemon.controls.mic_muted
