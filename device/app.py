@@ -142,6 +142,7 @@ class Daemon:
             GateSettings(vad.aggressiveness, vad.start_ms, vad.pre_roll_ms, vad.hangover_ms),
             config.audio.send_chunk_ms,
             config.audio.aec,
+            config.vad.backend,
         )
 
     @property

@@ -221,12 +221,17 @@ def _run(args: argparse.Namespace) -> int:
     for note in hardware.notes:
         log.warning("%s", note)
     from device.audio.aec import AecUnavailable
+    from device.audio.vad_backends import VadUnavailable
 
     try:
         daemon = Daemon(config, hardware, api_key.secret.reveal())
     except AecUnavailable as exc:
         hardware.close()
         print(f"edgevoice: audio.aec = {config.audio.aec!r}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except VadUnavailable as exc:
+        hardware.close()
+        print(f"edgevoice: vad.backend = {config.vad.backend!r}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         asyncio.run(_serve(daemon, config.source))
@@ -250,13 +255,14 @@ async def _serve(daemon: Daemon, config_path: Path | None) -> None:
 def _reload(daemon: Daemon, path: Path | None) -> None:
     """SIGHUP: re-read the config; a bad file keeps the running config."""
     from device.audio.aec import AecUnavailable
+    from device.audio.vad_backends import VadUnavailable
     from device.config import load_config
     from device.logs import reconfigure_level
 
     try:
         config = load_config(path)
         pending = daemon.reload(config)
-    except (ConfigError, AecUnavailable) as exc:
+    except (ConfigError, AecUnavailable, VadUnavailable) as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         return
     reconfigure_level(config.device.log_level)

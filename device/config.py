@@ -54,6 +54,7 @@ HARDWARE_KINDS = ("real", "fake")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 BLOCK_SIZES_MS = (10, 20, 40)
 AEC_BACKENDS = ("ours", "webrtc", "speex", "none")
+VAD_BACKENDS = ("webrtc", "silero")
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 MAX_INSTRUCTIONS_CHARS = 16000
 MAX_DEVICE_NAME_CHARS = 256
@@ -107,6 +108,9 @@ class VadConfig:
     """Audio kept from before the gate opened, so the first syllable is not cut."""
     hangover_ms: int = _key(800, _int_range(0, 5000, 10))
     """Silence needed before the gate closes, so a pause between words does not close it."""
+    backend: str = _key("webrtc", _choice(_string, "voice detector", VAD_BACKENDS))
+    """"webrtc" (webrtcvad, smoothed, with a noise-floor guard) or "silero" (needs the
+    vad extra and the Silero model)."""
 
 
 _DEFAULT_INSTRUCTIONS = (

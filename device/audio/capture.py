@@ -17,6 +17,7 @@ from device.audio.aec import EchoCanceller, make_canceller
 from device.audio.frames import Framer, Pcm, frames_for_ms, pcm_to_bytes
 from device.audio.resample import StreamResampler
 from device.audio.vad import VadGate
+from device.audio.vad_backends import make_classifier
 
 API_RATE_HZ = 24000
 API_BYTES_PER_MS = API_RATE_HZ * 2 // 1000  # PCM16 mono
@@ -55,7 +56,12 @@ class CapturePipeline:
     """Turns mic audio into the chunks streamed to the service, silence left out."""
 
     def __init__(
-        self, rate_hz: int, gate: GateSettings, send_chunk_ms: int = 40, aec: str = "none"
+        self,
+        rate_hz: int,
+        gate: GateSettings,
+        send_chunk_ms: int = 40,
+        aec: str = "none",
+        vad: str = "webrtc",
     ) -> None:
         self.rate_hz = rate_hz
         self._frame_frames = frames_for_ms(rate_hz, VAD_FRAME_MS)
@@ -70,6 +76,9 @@ class CapturePipeline:
             start_ms=gate.start_ms,
             pre_roll_ms=gate.pre_roll_ms,
             hangover_ms=gate.hangover_ms,
+            # smoothed, with a noise-floor guard so that stationary noise and residual
+            # echo do not open the gate (see scripts/bench/vad_bench.py)
+            classifier=make_classifier(vad, rate_hz, aggressiveness=gate.aggressiveness),
         )
         self._resampler = StreamResampler(rate_hz, API_RATE_HZ)
         self._chunk_bytes = send_chunk_ms * API_BYTES_PER_MS

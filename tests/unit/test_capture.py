@@ -6,6 +6,7 @@ import importlib.resources
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from device.audio.capture import API_BYTES_PER_MS, CapturePipeline, GateSettings
 from hw.fake import read_wav_mono
@@ -108,3 +109,18 @@ def test_no_canceller_is_never_trusted_while_speaking() -> None:
     for _ in range(100):
         pipeline.process(np.zeros(320, np.int16), far_end)
     assert not pipeline.cancels_echo
+
+
+@pytest.mark.parametrize("backend", ["webrtc", "silero"])
+def test_each_voice_detector_opens_the_gate_on_speech_only(backend: str) -> None:
+    from device.audio.vad_backends import VadUnavailable
+
+    try:
+        pipeline = CapturePipeline(RATE_HZ, GateSettings(), vad=backend)
+    except VadUnavailable as exc:
+        pytest.skip(str(exc))
+    results = run_blocks(pipeline, question_with_silence(lead_s=1.0, tail_s=2.0))
+    started = [i for i, r in enumerate(results) if r.speech_started]
+    assert started and 0.9 <= started[0] * 0.02 <= 1.3
+    quiet = CapturePipeline(RATE_HZ, GateSettings(), vad=backend)
+    assert not any(r.speech_started for r in run_blocks(quiet, np.zeros(RATE_HZ * 2, np.int16)))
