@@ -28,6 +28,9 @@ _SESSION_RESPONSE_KEYS = {"session.id", "session.object", "session.expires_at"}
 # Beta-era names still present in the SDK union; the GA service never sends them.
 _BETA_SERVER_TYPES = {"conversation.item.created", "conversation.created"}
 _MAX_ITEM_ID = 32
+
+SENT_BY_SIMULATOR: list[dict[str, Any]] = []
+"""Events a test's simulator sent; tests/contract/conftest.py checks each one after the test."""
 _MAX_APPEND_BYTES = 15 * 1024 * 1024
 
 
