@@ -116,7 +116,7 @@ class Daemon:
         self.playback = PlaybackBuffer(fmt.rate_hz)
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
         self.reply.gain = volume_gain(config.audio.volume_percent)
-        self.controls = DaemonControls(self, config.audio.volume_percent)
+        self.controls = DaemonControls(self, config.audio.volume_percent, config.device.state_dir)
         self.capture = self._capture_pipeline(config)
         self.conversation: Conversation | None = None
         self._session: RealtimeSession | None = None
@@ -200,6 +200,7 @@ class Daemon:
         )
         self.service.status(self._status_line())
         await self.usage.load()
+        await self.controls.load()
         bridge = self._bridge
         # Open once here so a device missing at start is a clear error for the
         # person starting us; from then on the supervisor reopens it after faults.
@@ -248,6 +249,7 @@ class Daemon:
             self.hw.duplex.stop()
             self.hw.leds.close()
             await self.usage.flush()
+            await self.controls.flush()
 
     async def wait_for_replies(self, count: int) -> None:
         """Return once ``count`` replies have finished playing (or been cut)."""

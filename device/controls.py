@@ -1,17 +1,25 @@
 """The device controls the model's tools act on, backed by the running daemon.
 
 Volume and LED colour live here; the daemon reads them (playback gain, the LED
-loop) and the tools change them. Mute drops microphone audio in the daemon.
+loop) and the tools change them. The volume is remembered across restarts in
+``<state_dir>/settings.json`` (written atomically). Mute drops microphone audio.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from device.statefile import StateWriteError, read_json, write_json_atomic
 from hw.ports import Rgb
 
 if TYPE_CHECKING:
     from device.app import Daemon
+
+
+log = logging.getLogger(__name__)
 
 
 def volume_gain(percent: int) -> float:
@@ -22,11 +30,44 @@ def volume_gain(percent: int) -> float:
 class DaemonControls:
     """``device.device_tools.DeviceControls`` on the live daemon; called on the event loop."""
 
-    def __init__(self, daemon: Daemon, volume_percent: int) -> None:
+    def __init__(self, daemon: Daemon, volume_percent: int, state_dir: Path) -> None:
         self._daemon = daemon
         self.volume_percent = volume_percent
         self.mic_muted = False
         self.led_color: tuple[Rgb, float] | None = None  # None: the state's own pattern
+        self.path = state_dir / "settings.json"
+        self._save_task: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        """The volume the user last chose, if one was saved (else the config's)."""
+        data, problem = await asyncio.to_thread(read_json, self.path)
+        if problem:
+            log.warning("settings file %s %s; using the configured volume", self.path, problem)
+        volume = data.get("volume_percent") if isinstance(data, dict) else None
+        if isinstance(volume, int) and not isinstance(volume, bool) and 0 <= volume <= 100:
+            self.volume_percent = volume
+            self._daemon.reply.gain = volume_gain(volume)
+
+    async def flush(self) -> None:
+        if self._save_task is not None:
+            await asyncio.gather(self._save_task, return_exceptions=True)
+
+    def _save(self) -> None:
+        async def save(data: dict[str, Any]) -> None:
+            try:
+                await asyncio.to_thread(write_json_atomic, self.path, data)
+            except StateWriteError as exc:
+                log.warning("%s; the volume is kept until the next restart", exc)
+
+        previous = self._save_task
+        data = {"volume_percent": self.volume_percent}
+
+        async def after_previous() -> None:  # one writer at a time, in order
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await save(data)
+
+        self._save_task = asyncio.get_running_loop().create_task(after_previous())
 
     def get_volume(self) -> int:
         return self.volume_percent
@@ -34,6 +75,7 @@ class DaemonControls:
     def set_volume(self, percent: int) -> None:
         self.volume_percent = max(0, min(100, percent))
         self._daemon.reply.gain = volume_gain(self.volume_percent)
+        self._save()  # remembered across restarts
 
     def get_mute(self) -> bool:
         return self.mic_muted

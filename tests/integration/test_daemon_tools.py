@@ -90,3 +90,34 @@ def test_tools_not_enabled_are_not_offered_nor_run(tmp_path: Path) -> None:
     update = next(e for e in sim.received if e["type"] == "session.update")
     assert [t["name"] for t in update["session"]["tools"]] == ["time"]
     assert not daemon.controls.mic_muted
+
+
+def test_volume_set_by_voice_is_remembered_across_restarts(tmp_path: Path) -> None:
+    run_with_tool_call(tmp_path, ("volume", '{"action": "set", "percent": 30}'), ALL)
+    assert json.loads((tmp_path / "settings.json").read_text()) == {"volume_percent": 30}
+
+    async def restart() -> Daemon:
+        config = with_overrides(load_config(None),
+                                device={"hardware": "fake", "state_dir": str(tmp_path)})
+        daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
+        await daemon.controls.load()
+        return daemon
+
+    daemon = asyncio.run(restart())
+    assert daemon.controls.volume_percent == 30
+    assert daemon.reply.gain == volume_gain(30)
+
+
+def test_a_broken_settings_file_falls_back_to_the_configured_volume(tmp_path: Path) -> None:
+    (tmp_path / "settings.json").write_text("{not json")
+
+    async def start() -> Daemon:
+        config = with_overrides(load_config(None), audio={"volume_percent": 55},
+                                device={"hardware": "fake", "state_dir": str(tmp_path)})
+        daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
+        await daemon.controls.load()
+        return daemon
+
+    daemon = asyncio.run(start())
+    assert daemon.controls.volume_percent == 55
+    assert daemon.reply.gain == volume_gain(55)
