@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from device.statefile import StateWriteError, read_json, write_json_atomic
+from device.statefile import JsonSaver, read_json
 from hw.ports import Rgb
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class DaemonControls:
         self.mic_muted = False
         self.led_color: tuple[Rgb, float] | None = None  # None: the state's own pattern
         self.path = state_dir / "settings.json"
-        self._save_task: asyncio.Task[None] | None = None
+        self._saver = JsonSaver(self.path, "the volume is kept until the next restart")
 
     async def load(self) -> None:
         """The volume the user last chose, if one was saved (else the config's)."""
@@ -49,25 +49,7 @@ class DaemonControls:
             self._daemon.reply.gain = volume_gain(volume)
 
     async def flush(self) -> None:
-        if self._save_task is not None:
-            await asyncio.gather(self._save_task, return_exceptions=True)
-
-    def _save(self) -> None:
-        async def save(data: dict[str, Any]) -> None:
-            try:
-                await asyncio.to_thread(write_json_atomic, self.path, data)
-            except StateWriteError as exc:
-                log.warning("%s; the volume is kept until the next restart", exc)
-
-        previous = self._save_task
-        data = {"volume_percent": self.volume_percent}
-
-        async def after_previous() -> None:  # one writer at a time, in order
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
-            await save(data)
-
-        self._save_task = asyncio.get_running_loop().create_task(after_previous())
+        await self._saver.flush()
 
     def get_volume(self) -> int:
         return self.volume_percent
@@ -75,7 +57,7 @@ class DaemonControls:
     def set_volume(self, percent: int) -> None:
         self.volume_percent = max(0, min(100, percent))
         self._daemon.reply.gain = volume_gain(self.volume_percent)
-        self._save()  # remembered across restarts
+        self._saver.save({"volume_percent": self.volume_percent})  # remembered across restarts
 
     def get_mute(self) -> bool:
         return self.mic_muted

@@ -13,14 +13,18 @@ fraction of a second): call them from a worker thread, never from the audio path
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
+import logging
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 MAX_STATE_BYTES = 1024 * 1024  # state files are a few kB; the bound keeps a stray file out
 _TEMP_SUFFIX = ".tmp"
@@ -141,3 +145,37 @@ def remove_stale_temp_files(path: Path) -> list[Path]:
                     candidate.unlink()
                     removed.append(candidate)
     return removed
+
+
+class JsonSaver:
+    """Saves one JSON state file from the event loop: the write runs in a worker
+    thread, one at a time, and only the newest state is written when saves pile up.
+    A failed write is logged with ``consequence`` and counted; the old file stays."""
+
+    def __init__(self, path: Path, consequence: str) -> None:
+        self.path = path
+        self._consequence = consequence
+        self._pending: Any = None
+        self._has_pending = False
+        self._task: asyncio.Task[None] | None = None
+        self.failures = 0
+
+    def save(self, data: Any) -> None:
+        """Queue ``data`` (a JSON value taken now) to be written; call on the loop."""
+        self._pending, self._has_pending = data, True
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def flush(self) -> None:
+        """Wait until everything queued is written (or has failed)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _write_pending(self) -> None:
+        while self._has_pending:
+            data, self._pending, self._has_pending = self._pending, None, False
+            try:
+                await asyncio.to_thread(write_json_atomic, self.path, data)
+            except StateWriteError as exc:
+                self.failures += 1
+                log.warning("%s; %s", exc, self._consequence)

@@ -16,7 +16,7 @@ from datetime import date
 from device.config import Config
 from device.cost import CostLedger
 from device.realtime.events import Usage
-from device.statefile import StateWriteError, read_json, remove_stale_temp_files, write_json_atomic
+from device.statefile import JsonSaver, read_json, remove_stale_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ class UsageKeeper:
         self.path = config.device.state_dir / "usage.json"
         self.ledger = CostLedger(today(), config.cost)
         self.paused = False
-        self._dirty = False
-        self._save_task: asyncio.Task[None] | None = None
-        self.save_failures = 0
+        self._saver = JsonSaver(self.path, "today's cost is still counted in memory")
 
     async def load(self) -> None:
         """Read the saved totals; a missing or broken file starts today from zero."""
@@ -81,10 +79,13 @@ class UsageKeeper:
             await asyncio.sleep(DAY_CHECK_S)
             self.check_day()
 
+    @property
+    def save_failures(self) -> int:
+        return self._saver.failures
+
     async def flush(self) -> None:
         """Wait for the last save (at shutdown)."""
-        if self._save_task is not None:
-            await asyncio.gather(self._save_task, return_exceptions=True)
+        await self._saver.flush()
 
     def _update_pause(self) -> None:
         if self.ledger.take_budget_notice():
@@ -99,17 +100,4 @@ class UsageKeeper:
             self._on_pause_change(paused)
 
     def _save(self) -> None:
-        """One writer at a time; the newest state wins."""
-        self._dirty = True
-        if self._save_task is None or self._save_task.done():
-            self._save_task = asyncio.create_task(self._save_loop(), name="usage-save")
-
-    async def _save_loop(self) -> None:
-        while self._dirty:
-            self._dirty = False
-            snapshot = self.ledger.to_json()  # taken on the loop thread
-            try:
-                await asyncio.to_thread(write_json_atomic, self.path, snapshot)
-            except StateWriteError as exc:
-                self.save_failures += 1
-                log.warning("%s; today's cost is still counted in memory", exc)
+        self._saver.save(self.ledger.to_json())  # the snapshot is taken on the loop thread

@@ -217,3 +217,33 @@ def test_stale_temporary_files_are_removed(state: Path) -> None:
     assert names(directory) == [".other.json.b.tmp", "notes.tmp", "usage.json"]
     assert read_json(state) == (OLD, None)
     assert remove_stale_temp_files(directory / "missing" / "usage.json") == []
+
+
+def test_saver_writes_the_newest_state_and_keeps_the_old_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    from device import statefile
+    from device.statefile import JsonSaver
+
+    path = tmp_path / "state.json"
+
+    async def body() -> JsonSaver:
+        saver = JsonSaver(path, "kept in memory")
+        for n in range(5):  # saves pile up faster than they are written
+            saver.save({"n": n})
+        await saver.flush()
+        assert json.loads(path.read_text()) == {"n": 4}
+
+        def full_disk(_path: Path, _data: object) -> None:
+            raise statefile.StateWriteError(_path, OSError(28, "No space left on device"))
+
+        monkeypatch.setattr(statefile, "write_json_atomic", full_disk)
+        saver.save({"n": 5})
+        await saver.flush()
+        return saver
+
+    saver = asyncio.run(body())
+    assert saver.failures == 1
+    assert json.loads(path.read_text()) == {"n": 4}
