@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from device.app import Daemon
+from device.audio.supervisor import AudioSupervisor
 from device.config import load_config, with_overrides
 from device.service import ServiceNotifier
 from hw.factory import Hardware, HardwareRequest, build_fake
@@ -180,6 +181,25 @@ def test_stalled_capture_loop_stops_the_pets(
     assert all(r.levelno == logging.ERROR for r in stalls)
 
 
+def test_a_stall_the_supervisor_knows_about_is_excused(sleeps: list[float]) -> None:
+    """A device known to be gone and being reopened: restarting would not help."""
+    notifier = FakeNotifier()
+    service = ServiceNotifier(notifier, env=watched(), pid=PID)
+    excused = iter([False, False, True, True, False])
+
+    async def body() -> None:
+        with pytest.raises(ScriptDone):
+            await asyncio.wait_for(
+                service.watchdog_loop(Script([0, 1, 1, 1, 1, 1]), advancing(),
+                                      excused=lambda: next(excused)),
+                TIMEOUT_S,
+            )
+
+    asyncio.run(body())
+    # Checks: 1>0 pet; stall; stall excused pet; stall excused pet; stall.
+    assert service.watchdog_pets == 3
+
+
 def test_nothing_flowing_from_the_start_never_pets(sleeps: list[float]) -> None:
     notifier = FakeNotifier()
     service = ServiceNotifier(notifier, env=watched(), pid=PID)
@@ -333,3 +353,36 @@ def test_unplugged_audio_stops_the_watchdog(
     finally:
         hardware.close()
     assert notifier.count("READY=1") == 1
+
+
+def test_a_device_gone_for_good_is_an_audio_fault_and_the_watchdog_resumes(
+    monkeypatch: pytest.MonkeyPatch, refused_url: str
+) -> None:
+    """Unplugged: the pets stop until the supervisor declares the fault, then resume
+    (the loop is alive and reopening; a restart would not bring the device back)."""
+    daemon, hardware = offline_daemon(monkeypatch, refused_url, watchdog_usec=200_000)
+    daemon.audio = AudioSupervisor(check_period_s=0.05, stall_periods=2)
+    notifier = hardware.notifier
+    assert isinstance(notifier, WatchedNotifier)
+    duplex = hardware.duplex
+    assert isinstance(duplex, FakeDuplex)
+
+    async def body() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(daemon.run(stop))
+        try:
+            await notifier.wait_until(lambda: notifier.count("WATCHDOG=1") >= 2)
+            duplex.unplug()
+            await notifier.wait_until(lambda: "audio" in daemon.faults)
+            pets_at_fault = notifier.count("WATCHDOG=1")
+            await notifier.wait_until(lambda: notifier.count("WATCHDOG=1") >= pets_at_fault + 2)
+            assert daemon.state.value == "fault"
+            assert any("fault: audio" in m for m in notifier.messages if m.startswith("STATUS="))
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, TIMEOUT_S)
+
+    try:
+        asyncio.run(body())
+    finally:
+        hardware.close()
