@@ -25,7 +25,7 @@ from device.audio.capture import CapturePipeline, GateSettings
 from device.audio.playback import PlaybackBuffer
 from device.audio.supervisor import AudioSupervisor
 from device.config import Config
-from device.controls import DaemonControls, volume_gain
+from device.controls import DaemonControls
 from device.conversation import Conversation, ReplyPlayer
 from device.device_tools import device_tools
 from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
@@ -115,7 +115,6 @@ class Daemon:
         fmt = hardware.duplex.format
         self.playback = PlaybackBuffer(fmt.rate_hz)
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
-        self.reply.gain = volume_gain(config.audio.volume_percent)
         self.controls = DaemonControls(self, config.audio.volume_percent, config.device.state_dir)
         self.capture = self._capture_pipeline(config)
         self.conversation: Conversation | None = None

@@ -32,7 +32,8 @@ class DaemonControls:
 
     def __init__(self, daemon: Daemon, volume_percent: int, state_dir: Path) -> None:
         self._daemon = daemon
-        self.volume_percent = volume_percent
+        self.volume_percent = 0
+        self._apply_volume(volume_percent)
         self.mic_muted = False
         self.led_color: tuple[Rgb, float] | None = None  # None: the state's own pattern
         self.path = state_dir / "settings.json"
@@ -45,8 +46,7 @@ class DaemonControls:
             log.warning("settings file %s %s; using the configured volume", self.path, problem)
         volume = data.get("volume_percent") if isinstance(data, dict) else None
         if isinstance(volume, int) and not isinstance(volume, bool) and 0 <= volume <= 100:
-            self.volume_percent = volume
-            self._daemon.reply.gain = volume_gain(volume)
+            self._apply_volume(volume)
 
     async def flush(self) -> None:
         await self._saver.flush()
@@ -54,9 +54,13 @@ class DaemonControls:
     def get_volume(self) -> int:
         return self.volume_percent
 
-    def set_volume(self, percent: int) -> None:
+    def _apply_volume(self, percent: int) -> None:
+        """The one place a volume becomes the playback gain."""
         self.volume_percent = max(0, min(100, percent))
         self._daemon.reply.gain = volume_gain(self.volume_percent)
+
+    def set_volume(self, percent: int) -> None:
+        self._apply_volume(percent)
         self._saver.save({"volume_percent": self.volume_percent})  # remembered across restarts
 
     def get_mute(self) -> bool:
