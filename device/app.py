@@ -4,16 +4,15 @@
                                                                            │
     speaker ◄── PlaybackBuffer ◄── Conversation ◄── connection task ◄──────┘ (WebSocket)
 
-Tasks: capture (the audio loop; it feeds the watchdog), connection (connect,
-receive, reconnect with backoff), sender (drains the sans-I/O session to the
-socket), LEDs, and the service notifier. No task ever waits on the network
+Tasks: capture (the audio loop; it feeds the watchdog), connection (the
+``ServiceLink`` of ``device/link.py``: connect, receive, send, reconnect with
+backoff), LEDs, the day's usage, and the service watchdog. No task ever waits on the network
 while holding audio: while offline, mic audio is dropped, never queued.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -28,11 +27,8 @@ from device.config import Config
 from device.controls import DaemonControls
 from device.conversation import Conversation, ReplyPlayer
 from device.device_tools import device_tools
-from device.errors import Decision, RemoteProtocolError, ServiceError, classify, classify_close
+from device.link import ServiceLink
 from device.logs import STATE_FIELD
-from device.realtime.client import Closed, RealtimeClient, realtime_url
-from device.realtime.events import ResponseDone
-from device.realtime.session import RealtimeSession, SessionSettings
 from device.service import ServiceNotifier
 from device.state import Event, State, transition
 from device.timeline import LOCAL_SPEECH_END, LOCAL_SPEECH_START, Timeline
@@ -46,10 +42,6 @@ from hw.ports import Rgb
 log = logging.getLogger(__name__)
 
 LED_REFRESH_S = 0.05
-MAX_SEND_BACKLOG_CHUNKS = 50  # ~2 s of audio at 40 ms chunks; beyond that the link is down
-BACKOFF_BASE_S = 1.0
-BACKOFF_CAP_S = 60.0
-SLOW_RETRY_S = 300.0
 
 # Settings read when the hardware is opened: a reload cannot apply them.
 RESTART_ONLY = (
@@ -60,20 +52,6 @@ RESTART_ONLY = (
     ("audio", "block_ms"),
     ("audio", "mic_channel"),
 )
-
-
-class _SessionRestart(Exception):
-    """The session must be replaced (its settings changed)."""
-
-
-def backoff_delay_s(attempt: int, decision: Decision, rand: Callable[[], float]) -> float:
-    """Capped exponential backoff with jitter (0.5..1 of the step); pure."""
-    if decision.delay_s > 0:
-        return decision.delay_s
-    if decision.slow:
-        return SLOW_RETRY_S * (0.5 + 0.5 * rand())
-    step = min(BACKOFF_CAP_S, BACKOFF_BASE_S * float(2 ** min(attempt, 16)))
-    return step * (0.5 + 0.5 * rand())
 
 
 @dataclass
@@ -105,10 +83,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self.hw = hardware
-        self._api_key = api_key
         self.timeline = timeline
-        self._trace = trace
-        self._rand = rand
         self.state = State.OFFLINE
         self.stats = DaemonStats()
         self.service = ServiceNotifier(hardware.notifier)
@@ -117,12 +92,7 @@ class Daemon:
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
         self.controls = DaemonControls(self, config.audio.volume_percent, config.device.state_dir)
         self.capture = self._capture_pipeline(config)
-        self.conversation: Conversation | None = None
-        self._session: RealtimeSession | None = None
-        self._send_wanted = asyncio.Event()
-        self._backlog_chunks = 0
         self._bridge: AudioBridge | None = None
-        self._restart_session = asyncio.Event()
         self.audio = AudioSupervisor()
         self.usage = UsageKeeper(config, today=today, on_pause_change=self._budget_paused)
         self.tools = self._tool_registry(config)
@@ -130,6 +100,7 @@ class Daemon:
         self.faults: set[str] = set()
         self.replies_finished = 0
         self._reply_finished = asyncio.Event()
+        self.link = ServiceLink(self, api_key, trace=trace, rand=rand)
 
     def __repr__(self) -> str:  # never shows the key
         return f"Daemon(state={self.state.value})"
@@ -146,7 +117,12 @@ class Daemon:
 
     @property
     def online(self) -> bool:
-        return self._session is not None
+        return self.link.session is not None
+
+    @property
+    def conversation(self) -> Conversation | None:
+        """The conversation of the open session, if any."""
+        return self.link.conversation
 
     def _tool_registry(self, config: Config) -> ToolRegistry:
         return ToolRegistry(device_tools(self.controls, config.tools.enabled),
@@ -154,9 +130,8 @@ class Daemon:
 
     def mic_mute_changed(self, muted: bool) -> None:
         """The microphone was muted or unmuted: drop half-sent speech, say so."""
-        if muted and self._session is not None:
-            self._session.clear_input()
-            self._send_wanted.set()
+        if muted:
+            self.link.clear_input()
         self.service.status(self._status_line())
 
     def reload(self, config: Config) -> list[str]:
@@ -178,7 +153,7 @@ class Daemon:
             self.tools = self._tool_registry(config)
         if config.realtime != old.realtime or config.tools != old.tools:
             # The voice cannot change within a session: start a new one.
-            self._restart_session.set()
+            self.link.restart()
         return pending
 
     @property
@@ -209,13 +184,13 @@ class Daemon:
                 self.audio.run(
                     self.hw.duplex,
                     bridge.callback,
-                    on_fault=lambda reason: self._set_fault("audio", reason),
-                    on_recovered=lambda: self._clear_fault("audio"),
+                    on_fault=lambda reason: self.set_fault("audio", reason),
+                    on_recovered=lambda: self.clear_fault("audio"),
                 ),
                 name="audio",
             ),
             asyncio.create_task(self._capture_loop(self._bridge), name="capture"),
-            asyncio.create_task(self._connection_loop(stop), name="connection"),
+            asyncio.create_task(self.link.run(stop), name="connection"),
             asyncio.create_task(self._led_loop(), name="leds"),
             asyncio.create_task(self.usage.day_loop(), name="day"),
             asyncio.create_task(
@@ -269,19 +244,18 @@ class Daemon:
             self.service.status(self._status_line())
 
     def _status_line(self) -> str:
-        online = "connected" if self._session is not None else "not connected"
+        online = "connected" if self.online else "not connected"
         faults = f", fault: {', '.join(sorted(self.faults))}" if self.faults else ""
         budget = ", budget spent" if self.usage.paused else ""
         muted = ", microphone muted" if self.controls.mic_muted else ""
         return f"{self.state.value}, {online}{faults}{budget}{muted}"
 
     def _budget_paused(self, paused: bool) -> None:
-        if paused and self._session is not None:
-            self._session.clear_input()  # drop half-sent speech: no reply will be paid for
-            self._send_wanted.set()
+        if paused:
+            self.link.clear_input()  # drop half-sent speech: no reply will be paid for
         self.service.status(self._status_line())
 
-    def _set_fault(self, source: str, reason: str) -> None:
+    def set_fault(self, source: str, reason: str) -> None:
         """``source`` ("audio", "service") needs attention; FAULT until all clear."""
         log.error("%s fault: %s", source, reason)
         self.faults.add(source)
@@ -292,14 +266,14 @@ class Daemon:
             # in a loop: we report the fault and keep trying ourselves.
             self.service.ready()
 
-    def _clear_fault(self, source: str) -> None:
+    def clear_fault(self, source: str) -> None:
         if source not in self.faults:
             return
         self.faults.discard(source)
         log.info("%s recovered", source)
         if not self.faults:
             self.dispatch(Event.RECOVERED)
-            if self._session is not None and self._session.configured:
+            if self.link.ready:
                 self.dispatch(Event.CONNECTED)
         self.service.status(self._status_line())
 
@@ -332,8 +306,7 @@ class Daemon:
         if self.usage.paused:
             self.stats.chunks_dropped_budget += 1
             return
-        session = self._session
-        if session is None or not session.configured:
+        if not self.link.ready:
             self.stats.chunks_dropped_offline += 1
             return
         if self.playback.queued_frames > 0 and not self.capture.cancels_echo:
@@ -341,12 +314,7 @@ class Daemon:
             # interrupt its own reply: hold the mic while it plays.
             self.stats.chunks_held_while_speaking += 1
             return
-        if self._backlog_chunks >= MAX_SEND_BACKLOG_CHUNKS:
-            self.stats.chunks_dropped_backlog += 1
-            return
-        session.append_audio(chunk)
-        self._backlog_chunks += 1
-        self._send_wanted.set()
+        self.link.offer_audio(chunk)
 
     async def _led_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -366,110 +334,3 @@ class Daemon:
             rgb, brightness = chosen
             return [rgb.scaled(brightness)] * count
         return pattern(self.state, t_s, count)
-
-    # -- network ---------------------------------------------------------------------
-    def _settings(self) -> SessionSettings:
-        rt = self.config.realtime
-        return SessionSettings(voice=rt.voice, instructions=rt.instructions,
-                               tools=tuple(self.tools.definitions()))
-
-    async def _connection_loop(self, stop: asyncio.Event) -> None:
-        attempt = 0
-        while not stop.is_set():
-            rt = self.config.realtime  # re-read: a reload may have changed it
-            url = realtime_url(rt.url, rt.model)
-            restart = False
-            client = RealtimeClient(
-                url,
-                self._api_key,
-                max_message_bytes=rt.max_message_mib * 1024 * 1024,
-                open_timeout_s=rt.connect_timeout_s,
-                trace=self._trace,
-            )
-            try:
-                await client.connect()
-                attempt = 0
-                self.stats.connections += 1
-                log.info("connected to %s", rt.url)
-                await self._run_session(client)
-                decision = Decision(True, "session ended")
-            except _SessionRestart:
-                restart = True
-                decision = Decision(True, "settings changed")
-            except Closed as exc:
-                decision = classify_close(exc.code)
-            except (ServiceError, OSError, TimeoutError, RemoteProtocolError) as exc:
-                decision = classify(exc)
-            finally:
-                self._session = None
-                self.conversation = None
-                self.dispatch(Event.DISCONNECTED)
-                with contextlib.suppress(Exception):
-                    await client.close(1000)
-            if decision.slow:
-                self._set_fault("service", decision.reason)
-            delay_s = 0.0 if restart else backoff_delay_s(attempt, decision, self._rand)
-            log.log(logging.INFO if restart else logging.WARNING,
-                    "%s; reconnecting in %.1f s", decision.reason, delay_s)
-            attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
-            # The retry may succeed; a new failure sets the fault again.
-            self._clear_fault("service")
-
-    async def _run_session(self, client: RealtimeClient) -> None:
-        """Serve one connection until it closes (raises Closed)."""
-        session = RealtimeSession(self._settings())
-        conversation = Conversation(session, self.reply, self.timeline,
-                                    tools=self.tools, on_send=self._send_wanted.set)
-        self._session, self.conversation = session, conversation
-        self._backlog_chunks = 0
-        session.configure()
-        self._send_wanted.set()
-        self._restart_session.clear()
-        sender = asyncio.create_task(self._sender(client, session), name="sender")
-        receiver = asyncio.create_task(self._receiver(client, session, conversation))
-        restart = asyncio.create_task(self._restart_session.wait())
-        tasks = (sender, receiver, restart)
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            if restart in done:
-                raise _SessionRestart()
-            for task in done:
-                exc = task.exception()
-                if exc is not None:
-                    raise exc
-            raise Closed(None, "session tasks ended")
-        finally:
-            conversation.close()  # running tools are cancelled, late results dropped
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _receiver(
-        self, client: RealtimeClient, session: RealtimeSession, conversation: Conversation
-    ) -> None:
-        while True:
-            frame = await client.recv()
-            try:
-                events = session.receive(frame)
-            except RemoteProtocolError as exc:
-                self.stats.bad_frames += 1
-                log.warning("ignored a bad frame from the service: %s", exc)
-                continue
-            for server_event in events:
-                if isinstance(server_event, ResponseDone) and server_event.usage is not None:
-                    self.usage.account(server_event.usage)
-                for event in conversation.handle(server_event):
-                    self.dispatch(event)
-            self._send_wanted.set()
-
-    async def _sender(self, client: RealtimeClient, session: RealtimeSession) -> None:
-        while True:
-            await self._send_wanted.wait()
-            self._send_wanted.clear()
-            for event in session.data_to_send():
-                if event.get("type") == "input_audio_buffer.append":
-                    self._backlog_chunks -= 1
-                    self.stats.chunks_sent += 1
-                await client.send(event)

@@ -4,7 +4,6 @@ import itertools
 
 import pytest
 
-from device.app import BACKOFF_CAP_S, SLOW_RETRY_S, backoff_delay_s
 from device.errors import (
     ConfigError,
     CredentialError,
@@ -15,6 +14,7 @@ from device.errors import (
     classify_close,
     classify_status,
 )
+from device.link import BACKOFF_CAP_S, SLOW_RETRY_S, backoff_delay_s
 
 
 def test_config_error_is_one_line_with_file_key_reason() -> None:
