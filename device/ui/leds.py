@@ -16,6 +16,7 @@ CYAN = Rgb(0, 200, 200)
 WHITE = Rgb(255, 255, 255)
 RED = Rgb(255, 0, 0)
 IDLE_DIM = Rgb(0, 0, 8)
+AMBER = Rgb(255, 120, 0)
 
 
 def _pulse(t_s: float, period_s: float, low: float = 0.15) -> float:
@@ -28,6 +29,12 @@ def pattern(state: State, t_s: float, count: int) -> list[Rgb]:
     """What ``count`` LEDs show in ``state`` at time ``t_s`` (seconds, any origin)."""
     if state is State.IDLE:
         return [IDLE_DIM] * count
+    if state is State.WAKE:
+        return [WHITE] * count
+    if state is State.MUTED:
+        return [RED.scaled(0.3)] * count
+    if state is State.SETUP:
+        return [AMBER.scaled(_pulse(t_s, 3.0))] * count
     if state is State.LISTENING:
         return [BLUE] * count
     if state is State.THINKING:

@@ -19,13 +19,22 @@ def test_every_state_event_pair_gives_a_state() -> None:
         ([Event.CONNECTED, Event.USER_SPEECH_STARTED], State.LISTENING),
         ([Event.CONNECTED, Event.USER_SPEECH_STARTED, Event.USER_SPEECH_STOPPED], State.THINKING),
         (
-            [Event.CONNECTED, Event.USER_SPEECH_STARTED, Event.USER_SPEECH_STOPPED,
-             Event.RESPONSE_STARTED, Event.REPLY_AUDIO_STARTED],
+            [
+                Event.CONNECTED,
+                Event.USER_SPEECH_STARTED,
+                Event.USER_SPEECH_STOPPED,
+                Event.RESPONSE_STARTED,
+                Event.REPLY_AUDIO_STARTED,
+            ],
             State.SPEAKING,
         ),
         (
-            [Event.CONNECTED, Event.RESPONSE_STARTED, Event.REPLY_AUDIO_STARTED,
-             Event.REPLY_FINISHED],
+            [
+                Event.CONNECTED,
+                Event.RESPONSE_STARTED,
+                Event.REPLY_AUDIO_STARTED,
+                Event.REPLY_FINISHED,
+            ],
             State.IDLE,
         ),
         # barge-in: the user talks over the reply
@@ -50,9 +59,42 @@ def test_offline_ignores_conversation_events() -> None:
         assert transition(State.OFFLINE, event) is State.OFFLINE
 
 
-def test_fault_only_leaves_by_recovery() -> None:
+def test_fault_only_leaves_by_recovery_or_for_setup() -> None:
+    # A device that is not set up shows that first: fixing the fault would not help.
     leaving = [e for e in Event if transition(State.FAULT, e) is not State.FAULT]
-    assert leaving == [Event.RECOVERED]
+    assert leaving == [Event.RECOVERED, Event.SETUP_NEEDED]
+
+
+def test_muted_is_left_only_by_unmute_fault_or_setup() -> None:
+    leaving = {
+        e: transition(State.MUTED, e)
+        for e in Event
+        if transition(State.MUTED, e) is not State.MUTED
+    }
+    assert leaving == {
+        Event.UNMUTED: State.OFFLINE,
+        Event.FAULT: State.FAULT,
+        Event.SETUP_NEEDED: State.SETUP,
+    }
+
+
+def test_session_events_never_unmute() -> None:
+    session_events = (
+        Event.CONNECTED,
+        Event.USER_SPEECH_STARTED,
+        Event.RESPONSE_STARTED,
+        Event.REPLY_AUDIO_STARTED,
+        Event.WAKE_DETECTED,
+        Event.DISCONNECTED,
+    )
+    assert all(transition(State.MUTED, e) is State.MUTED for e in session_events)
+
+
+def test_wake_leads_to_listening_or_back_to_idle() -> None:
+    assert transition(State.IDLE, Event.WAKE_DETECTED) is State.WAKE
+    assert transition(State.WAKE, Event.USER_SPEECH_STARTED) is State.LISTENING
+    assert transition(State.WAKE, Event.ACTIVATION_ENDED) is State.IDLE
+    assert transition(State.SPEAKING, Event.WAKE_DETECTED) is State.WAKE
 
 
 def test_table_has_no_self_loops() -> None:
