@@ -30,7 +30,9 @@ _REF_ACTIVE_RMS = 30.0  # int16 units: about -61 dBFS
 
 class MdfCanceller:
     """The ``ours`` backend. Options: ``tail_ms`` (echo tail the filter models,
-    default 120), ``max_delay_ms`` (largest bulk delay searched, default 500),
+    default 250: a room's reverberation is still well above the residual the
+    suppressor leaves at 120 ms, most of all with the loudspeaker a metre or more
+    away), ``max_delay_ms`` (largest bulk delay searched, default 500),
     ``suppress`` (residual echo suppressor on, default True), ``track_delay``
     (default True)."""
 
@@ -40,7 +42,7 @@ class MdfCanceller:
         self,
         rate_hz: int,
         *,
-        tail_ms: int = 120,
+        tail_ms: int = 250,
         max_delay_ms: int = 500,
         suppress: bool = True,
         track_delay: bool = True,
