@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,20 +29,21 @@ from device.controls import DaemonControls
 from device.conversation import Conversation, ReplyPlayer
 from device.device_tools import device_tools
 from device.link import ServiceLink
+from device.listen import DaemonListener
 from device.logs import STATE_FIELD
+from device.look import CameraSetup
+from device.mcp import load_mcp
 from device.service import ServiceNotifier
+from device.session_settings import stream_tail_ms
 from device.state import Event, State, transition
-from device.timeline import LOCAL_SPEECH_END, LOCAL_SPEECH_START, Timeline
+from device.timeline import Timeline
 from device.tools import ToolRegistry
 from device.trace import Trace
-from device.ui.leds import pattern
+from device.ui.panel import FrontPanel
 from device.usage import UsageKeeper, today_iso
 from hw.factory import Hardware
-from hw.ports import Rgb
 
 log = logging.getLogger(__name__)
-
-LED_REFRESH_S = 0.05
 
 # Settings read when the hardware is opened: a reload cannot apply them.
 RESTART_ONLY = (
@@ -51,18 +53,29 @@ RESTART_ONLY = (
     ("audio", "output_device"),
     ("audio", "block_ms"),
     ("audio", "mic_channel"),
+    ("camera", "image_path"),
 )
 
 
 @dataclass
 class DaemonStats:
+    """What the daemon did with its audio and its connections, since it started.
+
+    Every microphone chunk the capture pipeline produces ends in exactly one of
+    the ``chunks_*`` outcomes below (``chunks_produced`` is their sum once the
+    current session has sent what it holds).
+    """
+
     audio_blocks: int = 0
+    chunks_produced: int = 0
     chunks_sent: int = 0
+    chunks_unsent: int = 0  # handed to a session whose connection ended before sending them
     chunks_dropped_offline: int = 0
     chunks_dropped_backlog: int = 0
     chunks_held_while_speaking: int = 0
     chunks_dropped_budget: int = 0
     chunks_dropped_muted: int = 0
+    chunks_dropped_asleep: int = 0  # no activation: before the wake word, or the wake word
     bad_frames: int = 0
     connections: int = 0
 
@@ -91,11 +104,16 @@ class Daemon:
         self.playback = PlaybackBuffer(fmt.rate_hz)
         self.reply = ReplyPlayer(self.playback, fmt.rate_hz)
         self.controls = DaemonControls(self, config.audio.volume_percent, config.device.state_dir)
+        self.ui = FrontPanel(self)  # buttons, LEDs and earcons
         self.capture = self._capture_pipeline(config)
+        self.listener = DaemonListener(self, config)  # wake word, follow-up, barge-in
         self._bridge: AudioBridge | None = None
         self.audio = AudioSupervisor()
         self.usage = UsageKeeper(config, today=today, on_pause_change=self._budget_paused)
         self.tools = self._tool_registry(config)
+        self.mcp = load_mcp(config, os.environ)  # remote MCP servers, their tokens read now
+        for warning in self.mcp.warnings:
+            log.warning("%s", warning)
         # What currently needs a person or waits on hardware; FAULT lasts while any does.
         self.faults: set[str] = set()
         self.replies_finished = 0
@@ -113,6 +131,8 @@ class Daemon:
             config.audio.send_chunk_ms,
             config.audio.aec,
             config.vad.backend,
+            tail_ms=stream_tail_ms(config),
+            follow_gate=config.turn.mode != "push_to_talk",
         )
 
     @property
@@ -125,21 +145,54 @@ class Daemon:
         return self.link.conversation
 
     def _tool_registry(self, config: Config) -> ToolRegistry:
-        return ToolRegistry(device_tools(self.controls, config.tools.enabled),
-                            timeout_s=config.tools.timeout_s)
+        camera = self.hw.camera if config.camera.enabled else None
+        setup = None if camera is None else CameraSetup(camera, config.camera.limits)
+        return ToolRegistry(
+            device_tools(self.controls, config.tools.enabled, camera=setup),
+            timeout_s=config.tools.timeout_s,
+        )
 
     def mic_mute_changed(self, muted: bool) -> None:
         """The microphone was muted or unmuted: drop half-sent speech, say so."""
         if muted:
             self.link.clear_input()
+        self.dispatch(Event.MUTED if muted else Event.UNMUTED)
+        if not muted and self.link.ready:
+            self.dispatch(Event.CONNECTED)  # unmuting passes through OFFLINE
         self.service.status(self._status_line())
+
+    def activate(self) -> None:
+        """Open a turn as the wake word would (the talk button's press while idle)."""
+        self.dispatch(Event.WAKE_DETECTED)
+
+    def push_to_talk(self, pressed: bool) -> None:
+        """Push-to-talk: the talk button went down (the turn opens) or up (it ends).
+
+        With [turn] mode push_to_talk the microphone streams while the button is held,
+        whatever the voice gate says, and letting it go commits the turn and asks for
+        the answer (a mere tap is dropped); in the other modes the service ends turns.
+        """
+        if pressed:
+            if self.state in (State.SPEAKING, State.THINKING):
+                self.controls.stop_reply()
+            self.activate()
+        if self.config.turn.mode != "push_to_talk" or pressed == self.capture.held:
+            return
+        for chunk in self.capture.hold(pressed):
+            self._stream(chunk)  # the end of what was said, before the commit
+        if self.conversation is not None and self.link.ready:
+            for event in self.conversation.talk(pressed):
+                self.dispatch(event)
+            self.link.wake_sender()
 
     def reload(self, config: Config) -> list[str]:
         """Apply a re-read config; returns the changed settings that need a restart."""
-        old = self.config
-        if (config.vad, config.audio.send_chunk_ms, config.audio.aec) != (
-            old.vad, old.audio.send_chunk_ms, old.audio.aec
-        ):
+        old, old_tools = self.config, self.tools.names
+        mcp, old_mcp = load_mcp(config, os.environ), self.mcp  # first: a bad token changes nothing
+        if config.listen != old.listen or config.audio.send_chunk_ms != old.audio.send_chunk_ms:
+            self.listener = DaemonListener(self, config)  # first: a bad wake word changes nothing
+        capture_keys = (config.vad, config.audio.send_chunk_ms, config.audio.aec, config.turn)
+        if capture_keys != (old.vad, old.audio.send_chunk_ms, old.audio.aec, old.turn):
             # built first: an unavailable echo canceller must leave everything as it was
             self.capture = self._capture_pipeline(config)
         self.config = config
@@ -148,10 +201,19 @@ class Daemon:
             for section, key in RESTART_ONLY
             if getattr(getattr(old, section), key) != getattr(getattr(config, section), key)
         ]
+        if config.camera.enabled and not old.camera.enabled and self.hw.camera is None:
+            pending.append("camera.enabled")  # the camera is found when the hardware opens
         self.usage.configure(config)
-        if config.tools != old.tools:
+        self.mcp = mcp  # re-read: a rotated token is sent by the new session started below
+        if (config.tools, config.camera) != (old.tools, old.camera):
             self.tools = self._tool_registry(config)
-        if config.realtime != old.realtime or config.tools != old.tools:
+        if (
+            config.realtime != old.realtime
+            or config.turn != old.turn
+            or config.tools != old.tools
+            or self.tools.names != old_tools  # the camera came or went
+            or mcp != old_mcp
+        ):
             # The voice cannot change within a session: start a new one.
             self.link.restart()
         return pending
@@ -191,7 +253,7 @@ class Daemon:
             ),
             asyncio.create_task(self._capture_loop(self._bridge), name="capture"),
             asyncio.create_task(self.link.run(stop), name="connection"),
-            asyncio.create_task(self._led_loop(), name="leds"),
+            asyncio.create_task(self.ui.run(), name="panel"),
             asyncio.create_task(self.usage.day_loop(), name="day"),
             asyncio.create_task(
                 self.service.watchdog_loop(
@@ -224,6 +286,7 @@ class Daemon:
             self.hw.leds.close()
             await self.usage.flush()
             await self.controls.flush()
+            await self.link.flush()
 
     async def wait_for_replies(self, count: int) -> None:
         """Return once ``count`` replies have finished playing (or been cut)."""
@@ -233,15 +296,21 @@ class Daemon:
 
     # -- state -----------------------------------------------------------------------
     def dispatch(self, event: Event) -> None:
+        self.listener.observe(event)
         if event is Event.REPLY_FINISHED:
             self.replies_finished += 1
             self._reply_finished.set()
+            if self.conversation is not None and self.conversation.listen_after_reply_ms:
+                self.capture.hold_for_ms(self.conversation.listen_after_reply_ms)
+        elif event is Event.USER_SPEECH_STOPPED:
+            self.capture.hold_for_ms(0)  # the service heard the end of the turn
         new = transition(self.state, event)
         if new is not self.state:
             log.info("state %s -> %s (%s)", self.state.value, new.value, event.value,
                      extra={STATE_FIELD: new.value})
-            self.state = new
+            old, self.state = self.state, new
             self.service.status(self._status_line())
+            self.ui.state_changed(old, new, event)
 
     def _status_line(self) -> str:
         online = "connected" if self.online else "not connected"
@@ -279,23 +348,21 @@ class Daemon:
 
     # -- audio -----------------------------------------------------------------------
     async def _capture_loop(self, bridge: AudioBridge) -> None:
-        hangover_s = self.config.vad.hangover_ms / 1000.0
         while True:
             for block in await bridge.get():
                 self.stats.audio_blocks += 1
                 for played in block.playback_events:
+                    self.link.on_playback(played)
                     if self.conversation is not None:
                         for event in self.conversation.on_playback(played, block.at_s):
                             self.dispatch(event)
+                    if played.kind == "finished":
+                        self.playback.forget(played.item_id)  # else one record per reply, forever
                 result = self.capture.process(block.mic, block.reference)
                 if result.speech_started and self.usage.paused:
                     self.usage.check_day()  # speech just after midnight must not be lost
-                if result.speech_started and self.timeline is not None:
-                    onset_s = block.at_s - result.onset_offset_ms / 1000.0
-                    self.timeline.mark(LOCAL_SPEECH_START, at_s=onset_s)
-                if result.speech_stopped and self.timeline is not None:
-                    self.timeline.mark(LOCAL_SPEECH_END, at_s=block.at_s - hangover_s)
-                for chunk in result.chunks:
+                self.stats.chunks_produced += len(result.chunks)
+                for chunk in self.listener.heard(block, result):
                     self._stream(chunk)
             self.service.ready()
 
@@ -309,28 +376,4 @@ class Daemon:
         if not self.link.ready:
             self.stats.chunks_dropped_offline += 1
             return
-        if self.playback.queued_frames > 0 and not self.capture.cancels_echo:
-            # Without echo cancellation the speaker would hear itself and
-            # interrupt its own reply: hold the mic while it plays.
-            self.stats.chunks_held_while_speaking += 1
-            return
         self.link.offer_audio(chunk)
-
-    async def _led_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        leds = self.hw.leds
-        while True:
-            try:
-                leds.show(self._led_pixels(loop.time(), leds.count))
-            except Exception:
-                log.exception("LED update failed; LEDs stay as they are")
-                return
-            await asyncio.sleep(LED_REFRESH_S)
-
-    def _led_pixels(self, t_s: float, count: int) -> list[Rgb]:
-        """The state's pattern; while idle, the colour a tool asked for, if any."""
-        chosen = self.controls.led_color
-        if chosen is not None and self.state is State.IDLE:
-            rgb, brightness = chosen
-            return [rgb.scaled(brightness)] * count
-        return pattern(self.state, t_s, count)

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="config file (default: $EDGEVOICE_CONFIG, "
                      "else /etc/edgevoice/edgevoice.toml if present, else built-in defaults)")
 
+    from device.demo_listen import SCENARIOS
+
     demo = sub.add_parser("demo", help="the daemon on fake hardware against the local simulator")
     demo.add_argument("--input", type=Path, help="spoken question, a 16-bit PCM WAV "
                       "(default: the shipped question)")
@@ -54,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reply-text", help="what the simulator answers")
     demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
                       help="how the simulator speaks (default: espeak-ng when installed)")
+    demo.add_argument("--scenario", choices=SCENARIOS, default="question",
+                      help="what the user says: the question (after the wake word in wake_word "
+                      "mode); wake-word: first without it; follow-up: a second question in the "
+                      "follow-up window; barge-in: over the reply (default: %(default)s)")
     demo.add_argument("--fault", action="append", default=[], type=_fault, metavar="SPEC",
                       help="make the simulator misbehave (repeatable), e.g. "
                       "drop@response.output_audio.delta#3, garbage@session.updated, "
@@ -79,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     vad = sub.add_parser("vad", help="print the speech segments of a recording")
     add_vad_arguments(vad)
+
+    from device.ask_image import add_arguments as add_ask_image_arguments
+
+    ask_image = sub.add_parser("ask-image", help="ask the model about a picture, print the answer")
+    add_ask_image_arguments(ask_image)
 
     config = sub.add_parser("config", help="configuration tools")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -118,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_vad(args.path, backend=args.backend, channel=args.channel,
                            as_json=args.as_json, out=sys.stdout)
+        if args.command == "ask-image":
+            from device.ask_image import run_ask_image
+
+            return run_ask_image(args)
         return _config_check(args)
     except (ConfigError, CredentialError) as exc:
         print(f"edgevoice: {exc}", file=sys.stderr)
@@ -159,14 +174,16 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _hardware_request(config: Config) -> HardwareRequest:
-    from hw.factory import HardwareRequest, resolve_kind
+    from hw.factory import CameraRequest, HardwareRequest, resolve_kind
 
+    camera = config.camera
     return HardwareRequest(
         kind=resolve_kind(config.device.hardware, os.environ),
         board=config.device.board,
         input_device=config.audio.input_device,
         output_device=config.audio.output_device,
         block_ms=config.audio.block_ms,
+        camera=CameraRequest(camera.enabled, camera.image_path, camera.max_edge_px),
     )
 
 
@@ -233,6 +250,10 @@ def _run(args: argparse.Namespace) -> int:
         hardware.close()
         print(f"edgevoice: vad.backend = {config.vad.backend!r}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except ConfigError as exc:  # a wake word that cannot load names its own key
+        hardware.close()
+        print(f"edgevoice: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         asyncio.run(_serve(daemon, config.source))
     except HardwareError as exc:
@@ -262,7 +283,7 @@ def _reload(daemon: Daemon, path: Path | None) -> None:
     try:
         config = load_config(path)
         pending = daemon.reload(config)
-    except (ConfigError, AecUnavailable, VadUnavailable) as exc:
+    except (ConfigError, CredentialError, AecUnavailable, VadUnavailable) as exc:
         log.error("config reload failed, keeping the running config: %s", exc)
         return
     reconfigure_level(config.device.log_level)

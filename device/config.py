@@ -23,6 +23,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from device import config_session as session_keys
+from device.config_camera import CameraConfig, camera_warnings, describe_camera
+from device.config_link import TOKEN_LIFETIME_S, TOKEN_URL, LinkConfig
+from device.config_listen import ListenConfig, describe_listen, listen_problem
+from device.config_mcp import McpConfig, describe_mcp, mcp_warnings
 from device.config_rules import (
     _abs_path,
     _choice,
@@ -34,14 +39,18 @@ from device.config_rules import (
     _Invalid,
     _key,
     _name_list,
+    _no_api_key,
     _non_negative,
     _price_table,
     _Rule,
     _string,
     _text,
+    _toml_key,
     _type_name,
     _ws_url,
 )
+from device.config_session import StringTable, TurnConfig
+from device.config_ui import ButtonsConfig, LedsConfig, SoundsConfig
 from device.cost import DEFAULT_PRICES, PriceTable, price_for
 from device.device_tools import DEVICE_TOOL_NAMES
 from device.errors import ConfigError
@@ -125,7 +134,9 @@ class RealtimeConfig:
 
     url: str = _key("wss://api.openai.com/v1/realtime", _ws_url)
     """Endpoint without a query string; ``?model=`` is added from ``model``."""
-    model: str = _key(SUCCESSOR_MODEL, _text(128, r"[A-Za-z0-9._-]+", "letters, digits, . _ -"))
+    model: str = _key(
+        SUCCESSOR_MODEL, _no_api_key(_text(128, r"[A-Za-z0-9._-]+", "letters, digits, . _ -"))
+    )
     voice: str = _key("marin", _choice(_string, "voice", VOICES))
     """Cannot change after the first audio output of a session."""
     instructions: str = _key(_DEFAULT_INSTRUCTIONS, _text(MAX_INSTRUCTIONS_CHARS))
@@ -134,6 +145,27 @@ class RealtimeConfig:
     max_message_mib: int = _key(16, _int_range(1, 64))
     """Largest WebSocket frame accepted; a long audio delta must fit in one."""
     connect_timeout_s: float = _key(10.0, _float_range(1, 120))
+    token_url: str = _key("", TOKEN_URL)
+    """"": the API key opens the WebSocket. Else the device fetches short-lived client
+    secrets (ek_...) here and opens sessions with those (see device.tokens)."""
+    token_auth_file: Path | None = _key(None, _abs_path(optional=True))  # noqa: RUF009
+    """The device's own credential for token_url; None: the API key is sent there."""
+    token_lifetime_s: int = _key(600, TOKEN_LIFETIME_S)
+    """How long each client secret may open sessions (expires_after.seconds)."""
+    # What the session is asked to do (rules and reasons: device.config_session).
+    speed: float = _key(1.0, session_keys.SPEED)
+    output_modality: str = _key("audio", session_keys.OUTPUT_MODALITY)
+    """"text" answers in text only: nothing is played, the journal shows the reply."""
+    max_output_tokens: int | str = _key("inf", session_keys.MAX_TOKENS)
+    truncation: str | float = _key("auto", session_keys.TRUNCATION)
+    truncation_post_instructions_tokens: int = _key(0, session_keys.TRUNCATION_TOKENS)
+    prompt_id: str = _key("", session_keys.PROMPT_ID)
+    prompt_version: str = _key("", session_keys.PROMPT_VERSION)
+    prompt_variables: StringTable = _key(StringTable(), session_keys.PROMPT_VARIABLES)  # noqa: RUF009
+    noise_reduction: str = _key("far_field", session_keys.NOISE_REDUCTION)
+    """far_field: the speaker hears people across a room, not a headset microphone."""
+    transcription_model: str = _key("", session_keys.TRANSCRIPTION_MODEL)
+    transcription_language: str = _key("", session_keys.TRANSCRIPTION_LANGUAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +202,32 @@ class Config:
     audio: AudioConfig = AudioConfig()
     vad: VadConfig = VadConfig()
     realtime: RealtimeConfig = RealtimeConfig()
+    turn: TurnConfig = TurnConfig()  # noqa: RUF009 (frozen)
+    listen: ListenConfig = ListenConfig()  # noqa: RUF009 (frozen)
     cost: CostConfig = CostConfig()
     tools: ToolsConfig = ToolsConfig()
+    camera: CameraConfig = CameraConfig()  # noqa: RUF009 (frozen)
+    buttons: ButtonsConfig = ButtonsConfig()  # noqa: RUF009 (frozen)
+    sounds: SoundsConfig = SoundsConfig()  # noqa: RUF009 (frozen)
+    leds: LedsConfig = LedsConfig()  # noqa: RUF009 (frozen)
+    link: LinkConfig = LinkConfig()  # noqa: RUF009 (frozen)
+    mcp: McpConfig = McpConfig()  # noqa: RUF009 (frozen)
     source: Path | None = None
     """The file this came from; None for the built-in defaults."""
 
 
 _SECTIONS: dict[str, type] = {
     "device": DeviceConfig, "audio": AudioConfig, "vad": VadConfig, "realtime": RealtimeConfig,
-    "cost": CostConfig, "tools": ToolsConfig,
+    "turn": TurnConfig, "listen": ListenConfig, "cost": CostConfig, "tools": ToolsConfig,
+    "camera": CameraConfig,
+    "buttons": ButtonsConfig, "sounds": SoundsConfig, "leds": LedsConfig, "link": LinkConfig,
+    "mcp": McpConfig,
 }  # fmt: skip
+# Keys that only mean something together: (key, reason) for the first problem, or None.
+_ACROSS_KEYS: dict[str, Any] = {
+    "realtime": session_keys.realtime_problem,
+    "turn": session_keys.turn_problem,
+}
 
 
 def _rules(section: str) -> dict[str, _Rule]:
@@ -205,13 +253,17 @@ def _build_section(source: str, section: str, table: Mapping[Any, Any]) -> Any:
     values: dict[str, Any] = {}
     for raw_key, raw_value in table.items():
         key = str(raw_key)
-        if key not in rules:
-            raise ConfigError(source, f"{section}.{key}", _unknown_key(section, key))
+        if key not in rules:  # named as written, unless it looks like a pasted API key
+            raise ConfigError(source, f"{section}.{_toml_key(key)}", _unknown_key(section, key))
         try:
             values[key] = rules[key](raw_value)
         except _Invalid as problem:
             raise ConfigError(source, f"{section}.{key}{problem.where}", str(problem)) from None
-    return _SECTIONS[section](**values)
+    built = _SECTIONS[section](**values)
+    across = _ACROSS_KEYS.get(section)
+    if across is not None and (found := across(built)) is not None:
+        raise ConfigError(source, f"{section}.{found[0]}", found[1])
+    return built
 
 
 def config_from_dict(data: Mapping[str, Any], source: str) -> Config:
@@ -229,14 +281,19 @@ def config_from_dict(data: Mapping[str, Any], source: str) -> Config:
         name = str(raw_name)
         if name not in _SECTIONS:
             hint = _suggest(name, list(_SECTIONS), "[{}]") or f"; known: {', '.join(_SECTIONS)}"
-            raise ConfigError(source, name, f"unknown section{hint}")
+            raise ConfigError(source, _toml_key(name), f"unknown section{hint}")
         if not isinstance(table, Mapping):
             raise ConfigError(source, name, str(_expected(f"a table [{name}]", table)))
-    return Config(**{name: _build_section(source, name, data.get(name, {})) for name in _SECTIONS})
+    config = Config(
+        **{name: _build_section(source, name, data.get(name, {})) for name in _SECTIONS}
+    )
+    if (problem := listen_problem(config.listen, config.turn.mode)) is not None:
+        raise ConfigError(source, *problem)
+    return config
 
 
 def _plain(value: Any) -> Any:
-    """A config value as TOML spells it (only api_key_file is optional: "" is none)."""
+    """A config value as TOML spells it (an optional path that is not set is "")."""
     if value is None or isinstance(value, Path):
         return "" if value is None else str(value)
     if isinstance(value, tuple):
@@ -368,6 +425,9 @@ def config_warnings(config: Config) -> list[str]:
             f'realtime.model "{realtime.model}" has no price in [cost.prices]: its cost is not '
             f'counted{budget}; add its prices as [cost.prices."{realtime.model}"]'
         )
+    warnings += camera_warnings(config.camera, config.device.hardware)
+    warnings += mcp_warnings(config.mcp)
+    warnings += session_keys.turn_warnings(config.turn, config.listen)
     if config.device.hardware == "fake":
         warnings.append("device.hardware is fake: no microphone, speaker, LEDs or buttons are used")
     return warnings
@@ -386,5 +446,9 @@ def describe(config: Config) -> str:
         f"url:      {realtime.url}\n"
         f"key file: {realtime.api_key_file or 'none'}\n"
         f"budget:   {budget or 'none'}\n"
-        f"tools:    {tools}"
+        f"tools:    {tools}\n"
+        f"session:  {session_keys.describe_session(realtime, config.turn)}\n"
+        f"listen:   {describe_listen(config.listen)}\n"
+        f"camera:   {describe_camera(config.camera)}\n"
+        f"mcp:      {describe_mcp(config.mcp)}"
     )

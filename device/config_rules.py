@@ -54,6 +54,8 @@ def _show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = repr(value)
+    if _LOOKS_LIKE_KEY.search(text):  # a key inside an array or a table
+        return "(a value holding what looks like an API key, not shown)"
     return text if len(text) <= 40 else text[:40] + "…"
 
 
@@ -74,6 +76,12 @@ def _integer(value: Any) -> int:
     return value
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expected("true or false", value)
+    return value
+
+
 def _choice(kind: _Rule, noun: str, allowed: tuple[Any, ...]) -> _Rule:
     def rule(value: Any) -> Any:
         typed = kind(value)
@@ -83,6 +91,21 @@ def _choice(kind: _Rule, noun: str, allowed: tuple[Any, ...]) -> _Rule:
         return typed
 
     return rule
+
+
+def _no_api_key(rule: _Rule) -> _Rule:
+    """``rule`` for a name that is logged and sent (a model): a pasted API key is
+    refused before anything could echo it."""
+
+    def checked(value: Any) -> Any:
+        if isinstance(value, str) and _LOOKS_LIKE_KEY.search(value):
+            raise _Invalid(
+                "holds what looks like an API key; the key belongs in the systemd "
+                "credential or realtime.api_key_file, never in the config"
+            )
+        return rule(value)
+
+    return checked
 
 
 def _int_range(low: int, high: int, step: int = 1, *, minus_one: str = "") -> _Rule:
@@ -255,6 +278,37 @@ def _ws_url(value: Any) -> str:
     if "?" in text or "#" in text:
         raise _Invalid(f"{_show(text)} must not have a query string or fragment; "
                        "the model is added from realtime.model")  # fmt: skip
+    return text
+
+
+def is_loopback(host: str) -> bool:
+    """A host name of this machine (where a local simulator or proxy listens)."""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _secret_url(text: str, *, allowed: str, secret_from: str, crossing: str) -> str:
+    """``text``, a URL a secret is sent to: https://, or http:// to this machine.
+
+    ``secret_from`` says where the secret belongs instead of the URL's user part;
+    ``crossing`` what would cross the network unencrypted over http://.
+    """
+    if not text or any(char.isspace() for char in text):
+        raise _Invalid(f"{_show(text)} is not a URL; allowed: {allowed}")
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        raise _Invalid(f"is not a valid URL ({exc})") from None
+    if "@" in parts.netloc:  # checked first: a password must not be echoed below
+        raise _Invalid(f"must not hold a user name or password; {secret_from}")
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not is_loopback(host):
+        raise _Invalid(f"{_show(text)} uses http:// to another machine: {crossing} would "
+                       "cross the network unencrypted; use https://")  # fmt: skip
+    if parts.scheme not in ("http", "https") or not host:
+        raise _Invalid(f"{_show(text)} is not a URL; allowed: {allowed}")
+    if parts.fragment:
+        raise _Invalid(f"{_show(text)} must not have a fragment")
     return text
 
 

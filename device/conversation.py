@@ -7,13 +7,14 @@ machine events.
 
 Function calls: a call starts as soon as its arguments are complete, in a task
 of its own, so neither the receiver nor the audio loop waits on a tool. Its
-``function_call_output`` is queued once both the result is ready and the
-response that carried the call is done, and then one ``response.create`` per
-response, since the service neither answers tool output by itself nor accepts a
-new response while one runs. A tool that finishes on its own wakes the sender
-through ``on_send``. When the user cut the calling response short, its calls
-still run (their arguments were complete) and their outputs are still sent, but
-no response is asked for: the user has moved on.
+``function_call_output`` (and any item the tool adds, such as a picture) is
+queued once both the result is ready and the response that carried the call is
+done, and then one ``response.create`` per response, since the service neither
+answers tool output by itself nor accepts a new response while one runs. A tool
+that finishes on its own wakes the sender through ``on_send``. When the user cut
+the calling response short, its calls still run (their arguments were complete)
+and their outputs are still sent, but no response is asked for: the user has
+moved on.
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from device.audio.capture import API_RATE_HZ
 from device.audio.frames import bytes_to_pcm
 from device.audio.playback import PlaybackBuffer, PlaybackEvent
 from device.audio.resample import StreamResampler
+from device.mcp import McpMonitor, McpServers
 from device.realtime import events as ev
 from device.realtime.session import RealtimeSession
+from device.reply_notes import NOTED, note, note_ending
+from device.session_settings import idle_listen_ms
 from device.state import Event
 from device.timeline import (
     FIRST_AUDIO_DELTA,
@@ -44,9 +48,11 @@ from device.timeline import (
     RESPONSE_DONE,
     SPEECH_STARTED,
     SPEECH_STOPPED,
+    TALK_PRESSED,
+    TALK_RELEASED,
     Timeline,
 )
-from device.tools import ToolRegistry
+from device.tools import ToolOutput, ToolRegistry
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +65,9 @@ class _Call:
 
     call_id: str
     response_id: str
-    task: asyncio.Task[str]
+    task: asyncio.Task[ToolOutput]
     output: str | None = None
+    items: tuple[Mapping[str, Any], ...] = ()  # added after the output (a picture)
 
 
 class ReplyPlayer:
@@ -106,6 +113,7 @@ class Conversation:
     output); ``on_send`` is called when a tool result queued client events
     outside ``handle``, so the sender sends them. ``close`` ends the
     conversation with its connection: results still running are dropped.
+    ``mcp`` holds the remote MCP servers' approval policy (``device.mcp``).
     """
 
     def __init__(
@@ -116,8 +124,10 @@ class Conversation:
         *,
         tools: ToolRegistry | None = None,
         on_send: Callable[[], None] | None = None,
+        mcp: McpServers | None = None,
     ) -> None:
         self.session = session
+        self.mcp = McpMonitor(session, mcp)  # answers MCP approval requests, logs MCP calls
         self.reply = reply
         self.timeline = timeline
         self.tools = tools if tools is not None else ToolRegistry((), timeout_s=_NO_TOOLS_TIMEOUT_S)
@@ -126,6 +136,7 @@ class Conversation:
         self.tool_calls = 0
         self._responses_with_audio: set[str] = set()
         self._items_started: set[str] = set()
+        self._items_heard: set[str] = set()  # items whose audio came on this connection
         self._response_pending_finish = False
         self._calls: dict[str, _Call] = {}  # by call_id, until the output is queued
         self._answered: set[str] = set()  # call_ids whose output was queued
@@ -134,6 +145,9 @@ class Conversation:
         self._follow_up_event: str | None = None  # that response.create, until it starts
         self._follow_up_ids: set[str] = set()  # every such response.create's event_id
         self._closed = False
+        self._audio_open: dict[str, str] = {}  # item_id -> response_id, until AudioDone
+        self._last_reply_ms = 0.0  # audio of the last response, for the idle timeout
+        self._idle_prompted = False  # the service spoke after a silence; none since
 
     def _mark(self, name: str, detail: str = "", at_s: float | None = None) -> None:
         if self.timeline is not None:
@@ -141,11 +155,14 @@ class Conversation:
 
     def handle(self, event: ev.ServerEvent) -> list[Event]:
         """React to one server event; returns what the state machine should hear."""
+        if self.mcp.handle(event):
+            return []
         if isinstance(event, ev.SessionUpdated):
             return [Event.CONNECTED] if self.session.configured else []
         if isinstance(event, ev.ServerError):
             return self._on_error(event)
         if isinstance(event, ev.SpeechStarted):
+            self._idle_prompted = False
             self._mark(SPEECH_STARTED)
             self.barge_in()
             return [Event.USER_SPEECH_STARTED]
@@ -162,15 +179,19 @@ class Conversation:
                 self._responses_with_audio.add(event.response_id)
                 self._mark(FIRST_AUDIO_DELTA, event.item_id)
             self.reply.add(event.item_id, event.pcm)
+            self._items_heard.add(event.item_id)
+            self._audio_open[event.item_id] = event.response_id
             return []
         if isinstance(event, ev.AudioDone):
+            self._audio_open.pop(event.item_id, None)
             self.reply.finish(event.item_id)
             return []
         if isinstance(event, ev.TranscriptDone):
             log.info("assistant said: %s", event.transcript)
             return []
-        if isinstance(event, ev.InputTranscriptionCompleted):
-            log.info("user said: %s", event.transcript)
+        if isinstance(event, NOTED):
+            self._idle_prompted |= isinstance(event, ev.BufferTimeout)
+            note(event, self.timeline)
             return []
         if isinstance(event, ev.FunctionCallArgumentsDone) and event.name is not None:
             self._start_call(event.response_id, event.call_id, event.name, event.arguments)
@@ -212,9 +233,14 @@ class Conversation:
                 f" out={usage.output_tokens} (audio {usage.output_audio_tokens})"
             )
         self._mark(RESPONSE_DONE, detail)
-        if event.status != "completed":
-            log.warning("response %s ended %s: %s", event.response_id, event.status,
-                        event.status_details)
+        note_ending(event, self.timeline)
+        # Audio the service stopped sending (a failed reply may skip output_audio.done)
+        # still plays out, and then counts as finished.
+        for item_id in [i for i, r in self._audio_open.items() if r == event.response_id]:
+            del self._audio_open[item_id]
+            self.reply.finish(item_id)
+        items = [item.get("id") for item in event.output]
+        self._last_reply_ms = sum(self.session.audio_received_ms(i) for i in items if i)
         for item in event.output:
             self._start_item_call(event.response_id, item)
         if any(call.response_id == event.response_id for call in self._calls.values()):
@@ -250,17 +276,18 @@ class Conversation:
             return
         self.tool_calls += 1
         task = asyncio.get_running_loop().create_task(
-            self.tools.call(name, arguments), name=f"tool {name}"
+            self.tools.run(name, arguments), name=f"tool {name}"
         )
         call = _Call(call_id, response_id, task)
         self._calls[call_id] = call
         task.add_done_callback(lambda done: self._on_result(call, done))
 
-    def _on_result(self, call: _Call, task: asyncio.Task[str]) -> None:
+    def _on_result(self, call: _Call, task: asyncio.Task[ToolOutput]) -> None:
         if self._closed or task.cancelled():
             return  # the connection is gone: a result now has nowhere to go
         try:
-            call.output = task.result()
+            result = task.result()
+            call.output, call.items = result.text, result.items
         except Exception as exc:  # the registry answers every call; this is a last resort
             log.exception("tool call %s failed", call.call_id)
             call.output = json.dumps({"error": f"failed: {type(exc).__name__}"})
@@ -281,6 +308,9 @@ class Conversation:
                 self.session.create_item(
                     {"type": "function_call_output", "call_id": call.call_id, "output": call.output}
                 )
+                # After the output, not before: a call must be followed by its own output.
+                for item in call.items:
+                    self.session.create_item(item)
                 del self._calls[call.call_id]
                 self._answered.add(call.call_id)
                 queued = True
@@ -304,6 +334,7 @@ class Conversation:
             self._follow_up
             or self._follow_up_event is not None
             or "completed" in self._ended.values()
+            or self.mcp.answer_owed
         )
 
     def close(self) -> None:
@@ -315,6 +346,28 @@ class Conversation:
         self._ended.clear()
         self._follow_up = False
 
+    @property
+    def listen_after_reply_ms(self) -> int:
+        """How long the microphone streams after the last reply so the service's idle
+        timeout can fire; not after the service's own prompt (it asks once)."""
+        if self._idle_prompted:
+            return 0
+        return idle_listen_ms(self.session.settings.turn_detection, self._last_reply_ms)
+
+    def talk(self, pressed: bool) -> list[Event]:
+        """Push-to-talk: the talk button went down (a turn starts, cutting the reply
+        short) or up (the turn ends: commit it and ask for the answer)."""
+        if pressed:
+            self._mark(TALK_PRESSED)
+            self.session.cancel_response()
+            self.barge_in()
+            return [Event.USER_SPEECH_STARTED]
+        self._mark(TALK_RELEASED)
+        if self.session.end_turn() is None:
+            log.info("the talk button was let go before anything was said")
+            return [Event.ACTIVATION_ENDED]
+        return [Event.USER_SPEECH_STOPPED]
+
     def barge_in(self) -> None:
         """Stop the speaker and tell the service how much of the reply was heard."""
         for item_id, played_ms in self.reply.interrupt():
@@ -322,6 +375,10 @@ class Conversation:
 
     def on_playback(self, event: PlaybackEvent, at_s: float) -> list[Event]:
         """React to what the audio callback reported about playback."""
+        if event.item_id not in self._items_heard:
+            # The rest of a reply whose connection broke plays on; it is not this
+            # session's turn, and must not leave the device "speaking" after it.
+            return []
         if event.kind == "started":
             if event.item_id in self._items_started:
                 return []
@@ -333,4 +390,3 @@ class Conversation:
             return self._maybe_finished()
         self._mark(PLAYBACK_FINISHED, event.item_id, at_s=at_s)
         return self._maybe_finished()
-

@@ -8,13 +8,16 @@ Rules of this file:
 * No message, exception or ``repr`` ever contains the key or the text of a key
   file: a wrong file could be someone's other secret.
 * The key stays wrapped in ``Secret`` until the one place that sends it.
+* With ``realtime.token_url`` and ``realtime.token_auth_file`` set, the device needs
+  no API key at all: the credential it uses is that file's token, which only the
+  token URL (the installer's backend) honours; any one-line token is accepted.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -29,6 +32,8 @@ MAX_KEY_FILE_BYTES = 4096  # a key is about 200 bytes; the bound keeps a wrong f
 
 # Standard and project keys start with sk-, ephemeral client secrets with ek_.
 _KEY_SHAPE = re.compile(r"(sk-|ek_)[A-Za-z0-9_-]+")
+# A backend's own device token: whatever it issues, as long as it fits in a header.
+_TOKEN_SHAPE = re.compile(r"[\x21-\x7e]{8,}")
 
 _INSTALL_HINT = (
     "install the key as a systemd credential: "
@@ -113,7 +118,17 @@ def _check_shape(text: str, where: str) -> Secret:
     raise CredentialError(f"{where} {problem}")
 
 
-def _read_key_file(path: Path, where: str) -> Secret | None:
+def _check_token(text: str, where: str) -> Secret:
+    if _TOKEN_SHAPE.fullmatch(text):
+        return Secret(text)
+    raise CredentialError(
+        f"{where} must hold one token of at least 8 printable characters without spaces"
+    )
+
+
+def _read_key_file(
+    path: Path, where: str, check: Callable[[str, str], Secret] = _check_shape
+) -> Secret | None:
     """The key in ``path``, or None when the file does not exist."""
     try:
         with path.open("rb") as file:
@@ -136,7 +151,7 @@ def _read_key_file(path: Path, where: str) -> Secret | None:
         raise CredentialError(f"{where} is not UTF-8 text, so it does not hold a key") from None
     if not text:
         raise CredentialError(f"{where} is empty; write the key into it")
-    return _check_shape(text, where)
+    return check(text, where)
 
 
 def _shape_warnings(key: Secret) -> list[str]:
@@ -158,6 +173,13 @@ def load_api_key(config: Config, env: Mapping[str, str]) -> tuple[ApiKey, list[s
             unreadable, a directory, not UTF-8 or not an OpenAI key. The message
             names the place, never the content.
     """
+    token_file = config.realtime.token_auth_file
+    if config.realtime.token_url and token_file is not None:
+        where = f"token credential {token_file} (realtime.token_auth_file)"
+        secret = _read_key_file(token_file, where, _check_token)
+        if secret is None:
+            raise CredentialError(f"{where} does not exist; write the device's token into it")
+        return ApiKey(secret, where), []
     warnings: list[str] = []
     looked: list[str] = []
     credentials_dir = env.get(CREDENTIALS_ENV, "")

@@ -20,6 +20,7 @@ import numpy as np
 
 from device.app import Daemon
 from device.config import Config, load_config, with_overrides
+from device.demo_listen import Scenario, scenario, speak
 from device.errors import EXIT_FAILURE, EXIT_OK
 from device.logs import setup_logging
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
@@ -44,6 +45,9 @@ class DemoResult:
     output: Path
     timeline: Timeline
     faults_fired: tuple[str, ...] = ()
+    wake_words: int = 0  # times the wake word was heard
+    barge_ins: int = 0  # times the user's voice cut a reply short
+    chunks_dropped_asleep: int = 0  # microphone chunks dropped before an activation
 
 
 def shipped_question() -> Path:
@@ -71,8 +75,11 @@ async def run_conversation(
     options: SimulatorOptions | None = None,
     turns: int = 1,
     echo_gain: float = 0.0,
+    scenario: Scenario | None = None,
 ) -> DemoResult:
-    """Ask ``question`` and wait for ``turns`` replies to finish playing."""
+    """Ask ``question`` (after the wake word, in wake_word mode) and wait for ``turns``
+    replies to finish playing; a ``scenario`` changes what is said and when."""
+    plan = scenario or Scenario(turns=turns, echo_gain=echo_gain)
     timeline = Timeline()
     trace = Trace(trace_path) if trace_path is not None else None
     simulator = RealtimeSimulator(options or SimulatorOptions())
@@ -80,20 +87,27 @@ async def run_conversation(
     try:
         state_dir = output.parent.resolve() / "state"  # the demo's cost totals, not the device's
         state_dir.mkdir(parents=True, exist_ok=True)
+        # The question comes at once and would cut the AI disclosure of a first start
+        # short: the demo is about the conversation (the disclosure has tests of its own).
+        overrides = {"link": {"disclosure": ""}, **plan.overrides}
         config = with_overrides(config, device={"hardware": "fake", "state_dir": str(state_dir)},
-                                realtime={"url": simulator.url})
+                                realtime={"url": simulator.url}, **overrides)
         hardware = build_fake(
             HardwareRequest("fake", board=config.device.board, block_ms=config.audio.block_ms),
             speed=speed,
-            echo_gain=echo_gain,
+            echo_gain=plan.echo_gain,
         )
         duplex = hardware.duplex
         assert isinstance(duplex, FakeDuplex)
-        duplex.feed_wav(question, at_s=LEAD_IN_S)
+        start_s = LEAD_IN_S
+        if plan.question_first:
+            start_s += duplex.feed_wav(question, at_s=start_s) + LEAD_IN_S
+        speak(config, duplex, question, start_s)
         daemon = Daemon(config, hardware, LOCAL_KEY, timeline=timeline, trace=trace)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
-        replies = asyncio.create_task(daemon.wait_for_replies(turns))
+        replies = asyncio.create_task(daemon.wait_for_replies(plan.turns))
+        script = None if plan.script is None else asyncio.create_task(plan.script(daemon, duplex))
         try:
             # the daemon ending early (a hardware error) also ends the wait
             await asyncio.wait([task, replies], timeout=timeout_s / speed,
@@ -102,13 +116,17 @@ async def run_conversation(
                 await asyncio.sleep(TAIL_S / speed)
         finally:
             replies.cancel()
+            if script is not None:
+                script.cancel()
             stop.set()
             await task
             hardware.close()
         duplex.save_output(output)
         rate_hz = duplex.format.rate_hz
+        listening = daemon.listener.core
         return DemoResult(daemon.replies_finished, audible_seconds(duplex.played(), rate_hz),
-                          output, timeline, tuple(simulator.faults_fired))
+                          output, timeline, tuple(simulator.faults_fired), listening.wake_words,
+                          listening.barge_ins, daemon.stats.chunks_dropped_asleep)
     finally:
         await simulator.stop()
         if trace is not None:
@@ -119,6 +137,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     setup_logging(config.device.log_level)
     question = args.input or shipped_question()
+    plan = scenario(args.scenario, question)
     options = SimulatorOptions(reply_text=args.reply_text, voice_engine=args.voice_engine,
                                faults=tuple(args.fault))
     try:
@@ -131,6 +150,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 speed=args.speed,
                 timeout_s=args.timeout,
                 options=options,
+                scenario=plan,
             )
         )
     except HardwareError as exc:
@@ -140,10 +160,14 @@ def run_demo(args: argparse.Namespace) -> int:
     for fault in result.faults_fired:
         print(f"fault fired: {fault}")
     print(f"question: {question}")
+    if args.scenario != "question" or result.wake_words:
+        print(f"scenario {args.scenario}: wake word heard {result.wake_words} time(s), "
+              f"{result.barge_ins} barge-in(s), {result.chunks_dropped_asleep} microphone "
+              "chunk(s) dropped before an activation")
     print(f"reply WAV: {result.output} ({result.reply_audio_s:.1f} s of audible reply)")
     if args.trace:
         print(f"trace: {args.trace}")
-    if result.replies < 1 or result.reply_audio_s <= 0:
+    if result.replies < plan.turns or result.reply_audio_s <= 0:
         print("edgevoice demo: no reply was played; see the log above", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -1,4 +1,5 @@
-"""The speaker's own tools: volume, microphone mute, LEDs, the time, and its status.
+"""The speaker's own tools: volume, microphone mute, LEDs, the time, its status, and
+a look through its camera (``device.look``, offered only where a camera is set up).
 
 Each tool works through a ``DeviceControls`` object, so the same tools drive the
 daemon, the demo and the tests; ``MemoryControls`` is one that only remembers.
@@ -12,11 +13,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from device.tools import Tool, ToolArgumentError
 
-DEVICE_TOOL_NAMES = ("volume", "mute", "leds", "time", "status")
+if TYPE_CHECKING:
+    from device.look import CameraSetup
+
+DEVICE_TOOL_NAMES = ("volume", "mute", "leds", "time", "status", "look")
 VOLUME_STEP_PERCENT = 10
 LED_COLORS: Mapping[str, str] = {
     "off": "#000000",
@@ -150,7 +154,8 @@ def _mute_tool(controls: DeviceControls) -> Tool:
         "mute",
         "Mute or unmute the speaker's microphone, or read whether it is muted (leave out "
         "muted). While muted the speaker hears nothing, so it cannot be unmuted by voice: "
-        "tell the user to use the button on the speaker.",
+        "tell the user to hold the talk button on the speaker until it chimes, or to use "
+        "its mute button or switch.",
         {
             "type": "object",
             "properties": {"muted": {"type": "boolean", "description": "true mutes"}},
@@ -244,8 +249,12 @@ def device_tools(
     controls: DeviceControls,
     enabled: Sequence[str] = DEVICE_TOOL_NAMES,
     now: Callable[[], datetime] = local_now,
+    camera: CameraSetup | None = None,
 ) -> list[Tool]:
     """The enabled device tools, in ``DEVICE_TOOL_NAMES`` order.
+
+    ``look`` needs ``camera``: without one it is left out even when enabled, since
+    a speaker without a camera has nothing to look with.
 
     Raises:
         ValueError: ``enabled`` names a tool the device does not have.
@@ -262,4 +271,9 @@ def device_tools(
         "time": lambda: _time_tool(now),
         "status": lambda: _status_tool(controls),
     }
-    return [makers[name]() for name in DEVICE_TOOL_NAMES if name in enabled]
+    tools = [makers[name]() for name in DEVICE_TOOL_NAMES if name in enabled and name != "look"]
+    if camera is not None and "look" in enabled:
+        from device.look import look_tool  # Pillow loads only on a speaker that can look
+
+        tools.append(look_tool(camera))
+    return tools

@@ -22,6 +22,12 @@ FIRST_DAC_SAMPLE = "first reply sample at DAC"
 RESPONSE_DONE = "response.done"
 PLAYBACK_FINISHED = "reply playback finished"
 PLAYBACK_INTERRUPTED = "reply playback interrupted"
+# Marks that explain a turn without being part of its latencies.
+TALK_PRESSED = "talk button pressed"
+TALK_RELEASED = "talk button released"
+USER_TRANSCRIPT = "user transcript"
+IDLE_TIMEOUT = "server idle timeout"
+REPLY_ENDED_EARLY = "reply ended early"
 
 
 @dataclass(frozen=True)

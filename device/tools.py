@@ -5,7 +5,9 @@ answers every call with the JSON string to send back as the call's
 ``function_call_output``: the tool's result, or ``{"error": "..."}`` saying what
 went wrong and where (unknown tool, arguments that are not JSON or break the
 tool's schema, a tool that failed or took too long), so the model can tell the
-user or try again instead of waiting forever.
+user or try again instead of waiting forever. A tool may also add items to the
+conversation after its output (``ToolResult``): a picture, for one, since a
+``function_call_output`` carries text only.
 
 Arguments are checked against each tool's JSON Schema with a small validator
 for the subset the device's tools use: ``type`` (object, string, integer,
@@ -188,6 +190,27 @@ def parse_arguments(schema: Mapping[str, Any], arguments_json: str) -> dict[str,
 
 
 @dataclass(frozen=True)
+class ToolResult:
+    """What a handler returns when its call also adds to the conversation.
+
+    ``result`` becomes the call's output as any plain result does; ``items`` are
+    conversation items (e.g. a user message holding a picture, which a
+    ``function_call_output`` cannot carry) added right after that output.
+    """
+
+    result: Any
+    items: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    """One call's ``function_call_output`` text and the items to add after it."""
+
+    text: str
+    items: tuple[Mapping[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class Tool:
     """One function the model may call, as the service is told of it, and its handler."""
 
@@ -248,11 +271,15 @@ class ToolRegistry:
     async def call(self, name: str, arguments_json: str) -> str:
         """Run one call; always returns the ``function_call_output`` text, never raises
         (except the caller's own cancellation)."""
+        return (await self.run(name, arguments_json)).text
+
+    async def run(self, name: str, arguments_json: str) -> ToolOutput:
+        """``call``, with the conversation items the tool adds (a ``ToolResult``'s)."""
         tool = self._tools.get(name)
         if tool is None:
             known = ", ".join(self._tools) or "none"
             log.warning("the model called an unknown tool %r", name)
-            return _error(f"unknown tool {name!r}; known tools: {known}")
+            return ToolOutput(_error(f"unknown tool {name!r}; known tools: {known}"))
         timeout = asyncio.timeout(self.timeout_s)
         try:
             arguments = parse_arguments(tool.parameters, arguments_json)
@@ -260,20 +287,24 @@ class ToolRegistry:
                 result = await self._run(tool, arguments)
         except ToolArgumentError as exc:
             log.info("tool %s refused its arguments: %s", name, exc)
-            return _error(str(exc))
+            return ToolOutput(_error(str(exc)))
         except Exception as exc:
             if isinstance(exc, TimeoutError) and timeout.expired():
                 log.warning("tool %s took longer than %g s", name, self.timeout_s)
-                return _error(TIMED_OUT)
+                return ToolOutput(_error(TIMED_OUT))
             log.exception("tool %s failed", name)
-            return _error(f"{name} failed: {type(exc).__name__}: {exc}")
+            return ToolOutput(_error(f"{name} failed: {type(exc).__name__}: {exc}"))
+        items: tuple[Mapping[str, Any], ...] = ()
+        if isinstance(result, ToolResult):
+            result, items = result.result, result.items
         try:
             output = json.dumps(result, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             log.error("tool %s returned a result that is not JSON: %s", name, exc)
-            return _error(f"{name} returned a result that is not JSON")
-        log.info("tool %s(%s) -> %s", name, arguments_json, output)
-        return output
+            return ToolOutput(_error(f"{name} returned a result that is not JSON"))
+        added = f" (+{len(items)} conversation item(s))" if items else ""
+        log.info("tool %s(%s) -> %s%s", name, arguments_json, output, added)
+        return ToolOutput(output, items)
 
     @staticmethod
     async def _run(tool: Tool, arguments: dict[str, Any]) -> Any:

@@ -3,7 +3,9 @@
 One object per line: ``{"dir": "sent"|"recv", "t": <monotonic s>, "event": <raw event>}``.
 A frame that is not JSON is kept as ``{"raw": "<text>"}``; a binary frame as
 ``{"binary_bytes": n}``. The API key never reaches a trace: it travels in a
-header, never in an event.
+header, never in an event. An MCP server's token does travel in an event (its
+tool in ``session.update``, perhaps echoed in ``session.updated``); it is
+written as "***".
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from device.credentials import Secret
+from device.realtime.parse import hide_tokens
 
 Direction = Literal["sent", "recv"]
 
@@ -30,7 +35,11 @@ class Trace:
     def record(self, direction: Direction, event: Any) -> None:
         if self._file is None:
             return
-        line = json.dumps({"dir": direction, "t": round(self._clock(), 6), "event": event})
+        if isinstance(event, dict):
+            event = hide_tokens(event)
+        line = json.dumps(
+            {"dir": direction, "t": round(self._clock(), 6), "event": event}, default=_hidden
+        )
         self._file.write(line + "\n")
         self._file.flush()
         self.lines += 1
@@ -49,6 +58,13 @@ class Trace:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _hidden(value: Any) -> Any:
+    """A ``Secret`` left in an event is written as "***", never revealed."""
+    if isinstance(value, Secret):
+        return "***"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def read_trace(path: Path) -> list[dict[str, Any]]:

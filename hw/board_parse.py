@@ -35,7 +35,8 @@ _REQUIRED = ("title", "alsa_card_names", "input_channels", "output_channels", "r
 _OPTIONAL = ("loopback_channels", "output_card", "leds", "buttons", "i2c_addresses",
              "mic_positions_mm", "notes", "unverified")
 _TOP_KEYS = _REQUIRED + _OPTIONAL
-_LED_KEYS = ("chip", "count", "spi_bus", "spi_device", "pins", "power_pin", "power_active_high")
+_LED_KEYS = ("chip", "count", "spi_bus", "spi_device", "pins", "power_pin", "power_active_high",
+             "mic_pixels")
 _BUTTON_KEYS = ("name", "pin", "active_low")
 _Fmt = Callable[[Any], str]
 
@@ -161,7 +162,8 @@ def _parse_leds(c: _Check, value: object) -> LedProfile:
         raise c.fail("leds.power_pin", f"GPIO{power} is also an LED pin", "a pin of its own")
     if power is None and "power_active_high" in t:
         raise c.fail("leds.power_active_high", "set without power_pin", "only with power_pin")
-    return LedProfile(cast(LedChip, chip), count, bus, dev, pins, power, high)
+    mic_pixels = c.integers(t.get("mic_pixels", []), "leds.mic_pixels", 0, count - 1)
+    return LedProfile(cast(LedChip, chip), count, bus, dev, pins, power, high, mic_pixels)
 
 
 def _parse_buttons(c: _Check, value: object, leds: LedProfile) -> tuple[ButtonProfile, ...]:

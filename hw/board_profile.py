@@ -30,6 +30,8 @@ class LedProfile:
     pins: tuple[int, ...]
     power_pin: int | None
     power_active_high: bool
+    mic_pixels: tuple[int, ...] = ()
+    """Pixels next to the microphones (0-based), lit red while muted; () when unknown."""
 
 
 NO_LEDS = LedProfile("none", 0, None, None, (), None, True)

@@ -21,6 +21,8 @@ from hw.boards import (
     load_board,
     probe_i2c_sysfs,
 )
+from hw.camera import CameraRequest, find_camera
+from hw.camera_fake import FakeCamera
 from hw.fake import FakeButtons, FakeDuplex, FakeLeds
 from hw.notify import SystemdNotifier
 from hw.ports import (
@@ -28,6 +30,7 @@ from hw.ports import (
     AudioDuplex,
     ButtonHandler,
     Buttons,
+    Camera,
     DuplexFormat,
     HardwareError,
     Leds,
@@ -50,6 +53,7 @@ class HardwareRequest:
     input_device: str = ""
     output_device: str = ""
     block_ms: int = 20
+    camera: CameraRequest = field(default_factory=CameraRequest)
 
 
 @dataclass
@@ -63,9 +67,11 @@ class Hardware:
     buttons: Buttons
     notifier: Notifier
     notes: list[str] = field(default_factory=list)
+    camera: Camera | None = None  # None: no camera, or camera.enabled is false
 
     def close(self) -> None:
-        for part in (self.duplex, self.leds, self.buttons):
+        parts: list[AudioDuplex | Leds | Buttons | Camera] = [self.duplex, self.leds, self.buttons]
+        for part in parts + ([self.camera] if self.camera is not None else []):
             try:
                 part.close()
             except Exception:  # closing must release everything it can
@@ -180,6 +186,32 @@ def audio_device_names(
     return input_device, output
 
 
+def build_fake_camera(request: CameraRequest) -> tuple[Camera | None, list[str]]:
+    """The fake camera showing ``image_path``, when the camera is enabled; notes say why not."""
+    if not request.enabled:
+        return None, []
+    if request.image_path is None:
+        return None, ["camera: fake hardware has no camera pictures; set camera.image_path "
+                      "to a picture or a directory of pictures"]  # fmt: skip
+    try:
+        camera = FakeCamera(request.image_path)
+    except HardwareError as exc:
+        return None, [str(exc)]
+    log.info("camera: %s", camera.name)
+    return camera, []
+
+
+def build_real_camera(request: CameraRequest) -> tuple[Camera | None, list[str]]:
+    """The Pi camera when the camera is enabled; a missing one is a note, not a failure."""
+    if not request.enabled:
+        return None, []
+    camera, note = find_camera(request.max_edge_px)
+    if camera is None:
+        return None, [note]
+    log.info("%s", note)
+    return camera, []
+
+
 def build_fake(
     request: HardwareRequest, *, speed: float = 1.0, echo_gain: float = 0.0
 ) -> Hardware:
@@ -196,7 +228,8 @@ def build_fake(
     leds = FakeLeds(max(board.leds.count, 1))
     buttons = FakeButtons([b.name for b in board.buttons] or ["talk"])
     log.warning("running on FAKE hardware (board profile %s)", board.name)
-    return Hardware("fake", board, duplex, leds, buttons, SystemdNotifier())
+    camera, notes = build_fake_camera(request.camera)
+    return Hardware("fake", board, duplex, leds, buttons, SystemdNotifier(), notes, camera)
 
 
 def build_real(request: HardwareRequest) -> Hardware:
@@ -230,7 +263,9 @@ def build_real(request: HardwareRequest) -> Hardware:
         leds.close()
         raise
     notes += button_notes
-    return Hardware("real", board, duplex, leds, buttons, SystemdNotifier(), notes)
+    camera, camera_notes = build_real_camera(request.camera)
+    notes += camera_notes
+    return Hardware("real", board, duplex, leds, buttons, SystemdNotifier(), notes, camera)
 
 
 def build_hardware(request: HardwareRequest, *, speed: float = 1.0) -> Hardware:
@@ -240,4 +275,7 @@ def build_hardware(request: HardwareRequest, *, speed: float = 1.0) -> Hardware:
     return build_real(request)
 
 
-__all__ = ["OFF", "Hardware", "HardwareRequest", "NullButtons", "NullLeds", "build_hardware"]
+__all__ = [
+    "OFF", "CameraRequest", "Hardware", "HardwareRequest", "NullButtons", "NullLeds",
+    "build_hardware",
+]  # fmt: skip

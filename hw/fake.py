@@ -8,7 +8,9 @@ LED change with its time, every systemd notification.
 ``FakeDuplex`` runs its callback from its own thread, paced in real time (or
 ``speed`` times faster), exactly like PortAudio does, so the daemon's thread
 boundary is exercised for real. Tests that want virtual time do not start the
-thread and call ``step()`` instead.
+thread and call ``step()`` instead, or make it with ``paced=False``: then
+``start()`` only attaches the callback and blocks run when the owner steps them
+(a stopped or unplugged stream ignores ``step()``, as a dead device delivers nothing).
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ class FakeDuplex:
     ``mic_channels`` receive what is fed; ``loopback_channels`` carry what was
     played one block earlier (like the 6-mic kit's hardware loopback);
     ``echo_gain`` adds the played signal back into the mic after
-    ``echo_delay_ms`` (a loudspeaker next to the mics).
+    ``echo_delay_ms`` (a loudspeaker next to the mics). ``keep_output=False``
+    keeps no copy of what was played (``played()`` stays empty), so an hour-long
+    run does not hold an hour of audio.
     """
 
     def __init__(
@@ -91,6 +95,8 @@ class FakeDuplex:
         echo_delay_ms: float = 0.0,
         speed: float = 1.0,
         output_latency_blocks: int = 2,
+        paced: bool = True,
+        keep_output: bool = True,
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -100,6 +106,10 @@ class FakeDuplex:
         self._echo_gain = echo_gain
         self._echo_delay_frames = round(echo_delay_ms * fmt.rate_hz / 1000)
         self._speed = speed
+        self._paced = paced
+        self._keep_output = keep_output
+        # Not started (unpaced) or stopped: step() delivers nothing until start().
+        self._halted = not paced
         self._latency_frames = output_latency_blocks * fmt.block_frames
         self._xruns = XrunCounters()
         self._sources: list[_Source] = []
@@ -133,13 +143,15 @@ class FakeDuplex:
         if self._unplugged:
             raise AudioError("fake audio device is unplugged")
         self._callback = callback
-        if self._thread is not None:
+        self._halted = False
+        if self._thread is not None or not self._paced:
             return
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="fake-duplex", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        self._halted = True
         self._stopping.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
@@ -180,6 +192,8 @@ class FakeDuplex:
 
     def step(self, blocks: int = 1) -> None:
         """Run the callback for ``blocks`` blocks now, without pacing (virtual time)."""
+        if self._halted:
+            return
         if self._callback is None:
             raise AudioError("start() or set_callback() first")
         for _ in range(blocks):
@@ -188,6 +202,7 @@ class FakeDuplex:
     def set_callback(self, callback: DuplexCallback) -> None:
         """Attach a callback for manual stepping, without starting the thread."""
         self._callback = callback
+        self._halted = False
 
     def played(self) -> np.ndarray:
         """Every frame written to the DAC so far, (frames, out_channels) int16."""
@@ -273,7 +288,8 @@ class FakeDuplex:
         ):
             self.errors += 1
             out = np.zeros((n, fmt.out_channels), np.int16)
-        self._played.append(out.copy())
+        if self._keep_output:
+            self._played.append(out.copy())
         self._played_mono.append(out[:, 0].astype(np.float32))
         if len(self._played_mono) > 64:
             del self._played_mono[:-64]

@@ -190,6 +190,40 @@ class Notifier(Protocol):
         ...
 
 
+class CameraError(HardwareError):
+    """The camera is missing, busy, or failed to take a picture."""
+
+
+@dataclass(frozen=True)
+class Still:
+    """One picture as the camera encoded it (JPEG or PNG bytes), before any resizing."""
+
+    data: bytes
+    mime_type: str  # "image/jpeg" or "image/png"
+
+
+@runtime_checkable
+class Camera(Protocol):
+    """A camera that takes one still at a time, on request."""
+
+    @property
+    def name(self) -> str:
+        """What it is, for logs: "picamera2 (imx708)", "rpicam-still", "fake (cat.jpg)"."""
+        ...
+
+    def capture(self) -> Still:
+        """Take one picture now. Blocks for up to a few seconds while exposure settles,
+        so callers on an event loop run it in a thread.
+
+        Raises CameraError saying what failed and what to check.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the camera; idempotent."""
+        ...
+
+
 @runtime_checkable
 class Clock(Protocol):
     """Monotonic time in seconds."""

@@ -5,11 +5,18 @@
 
 Synchronous and free of clocks: it is driven block by block, so tests feed it
 sample arrays and check what comes out.
+
+The gate can be held open: while the talk button is held (``hold``), for a
+number of ms (``hold_for_ms``), and for ``tail_ms`` after the gate closes. Then
+every frame is streamed, silence included, because the service decides the end
+of a turn (or its idle timeout) on the audio it receives. With ``follow_gate``
+off (push-to-talk) only a hold streams; the gate still reports speech.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -42,6 +49,14 @@ class GateSettings:
     hangover_ms: int = 800
 
 
+class Tap(NamedTuple):
+    """One 10 ms frame as the listening logic sees it (wake word, barge-in)."""
+
+    mic: Pcm  # the microphone frame
+    clean: Pcm  # the same frame, echo-cancelled
+    is_speech: bool  # the gate's voice detector's verdict on ``clean``
+
+
 @dataclass
 class CaptureResult:
     """What one mic block produced."""
@@ -50,6 +65,7 @@ class CaptureResult:
     speech_started: bool = False  # the gate opened in this block
     speech_stopped: bool = False  # the gate closed in this block
     onset_offset_ms: float = 0.0  # when started: how far before the block's end speech began
+    taps: list[Tap] = field(default_factory=list)  # every frame of the block, in order
 
 
 class CapturePipeline:
@@ -62,6 +78,8 @@ class CapturePipeline:
         send_chunk_ms: int = 40,
         aec: str = "none",
         vad: str = "webrtc",
+        tail_ms: int = 0,
+        follow_gate: bool = True,
     ) -> None:
         self.rate_hz = rate_hz
         self._frame_frames = frames_for_ms(rate_hz, VAD_FRAME_MS)
@@ -85,6 +103,11 @@ class CapturePipeline:
         self._pending = bytearray()
         self.frames_in = 0
         self.speech_frames = 0
+        self.held = False  # the talk button is down: stream whatever the gate says
+        self._hold_frames = 0  # frames still to stream whatever the gate says
+        self._tail_frames = tail_ms // VAD_FRAME_MS
+        self._streaming = False  # the last frame was streamed
+        self._follow_gate = follow_gate  # False (push-to-talk): only a hold streams
 
     @property
     def is_open(self) -> bool:
@@ -104,10 +127,24 @@ class CapturePipeline:
             self.frames_in += 1
             if self.far_end_ms < AEC_WARMUP_MS and _rms(ref) > FAR_END_RMS:
                 self.far_end_ms += VAD_FRAME_MS
-            out = self._gate.process(self.canceller.process(frame, ref))
+            clean = self.canceller.process(frame, ref)
+            out = self._gate.process(clean)
             self.speech_frames += out.is_speech
-            if out.opened:
+            result.taps.append(Tap(frame, clean, out.is_speech))
+            if out.closed and self._tail_frames:
+                self._hold_frames = max(self._hold_frames, self._tail_frames)
+            forced = self.held or self._hold_frames > 0
+            self._hold_frames = max(0, self._hold_frames - 1)
+            # Held open, every frame goes once (a pre-roll would repeat what went out).
+            gate_open = out.is_open and self._follow_gate
+            if forced or (self._streaming and gate_open and out.opened):
+                sendable = [clean]
+            else:
+                sendable = out.frames if self._follow_gate else []
+            if sendable and not self._streaming:
                 self._resampler.reset()
+            was_streaming, self._streaming = self._streaming, forced or gate_open
+            if out.opened:
                 result.speech_started = True
                 # frames from the speech onset to the end of this block
                 onset = out.onset_frame
@@ -115,15 +152,36 @@ class CapturePipeline:
                     onset = self._gate.frames_seen - 1
                 frames_seen_at_block_end = self._gate.frames_seen + len(frames) - i - 1
                 result.onset_offset_ms = (frames_seen_at_block_end - onset) * VAD_FRAME_MS
-            for sendable in out.frames:
-                self._pending += pcm_to_bytes(self._resampler.process(sendable))
+            for each in sendable:
+                self._pending += pcm_to_bytes(self._resampler.process(each))
             if out.closed:
-                tail = self._resampler.process(_EMPTY, last=True)
-                self._pending += pcm_to_bytes(tail)
                 result.speech_stopped = True
-                self._emit(result, flush=True)
+            if was_streaming and not self._streaming:
+                self._flush(result)
         self._emit(result, flush=False)
         return result
+
+    def _flush(self, result: CaptureResult) -> None:
+        """The stream ends here: the resampler's tail and every pending byte go out."""
+        self._pending += pcm_to_bytes(self._resampler.process(_EMPTY, last=True))
+        self._emit(result, flush=True)
+
+    def hold(self, held: bool) -> list[bytes]:
+        """The talk button went down (True) or up: stream every frame while it is down.
+
+        Returns the chunks that end the stream on release (the audio still pending),
+        so they can be sent before the turn is committed; nothing on a press.
+        """
+        self.held = held
+        result = CaptureResult()
+        if not held and self._streaming:
+            self._streaming = False  # the gate, if open, starts a fresh stream
+            self._flush(result)
+        return result.chunks
+
+    def hold_for_ms(self, duration_ms: int) -> None:
+        """Stream every frame for the next ``duration_ms`` of audio (0 ends a hold early)."""
+        self._hold_frames = max(0, duration_ms) // VAD_FRAME_MS
 
     def _emit(self, result: CaptureResult, *, flush: bool) -> None:
         while len(self._pending) >= self._chunk_bytes:
@@ -132,6 +190,14 @@ class CapturePipeline:
         if flush and self._pending:
             result.chunks.append(bytes(self._pending))
             self._pending.clear()
+
+    def restart_gate(self) -> None:
+        """A new activation: forget what the gate heard and what waits to be sent (the
+        wake word itself must not be streamed), but keep what the canceller learnt."""
+        self._gate.reset()
+        self._resampler.reset()
+        self._pending.clear()
+        self._streaming = False
 
     def reset(self) -> None:
         """Forget everything in flight (used when the connection drops)."""
@@ -142,3 +208,5 @@ class CapturePipeline:
         self._gate.reset()
         self._resampler.reset()
         self._pending.clear()
+        self._hold_frames = 0
+        self._streaming = False

@@ -8,6 +8,10 @@ for the DAC, not the number received. So every read is charged to the item whose
 samples it took, and the buffer's own read count serves as the DAC sample clock
 that playback events are stamped with.
 
+Short sounds of the device's own (earcons) are mixed over the reply with
+``play_over``: they reach the DAC, and so the echo reference, but are charged to
+no item, are not cut by a barge-in and do not count as queued reply audio.
+
 One lock guards all state and is held only for short, O(frames) work, so the
 audio thread never waits on the event loop for long.
 """
@@ -27,6 +31,7 @@ from device.audio.frames import Pcm, check_mono_pcm
 PlaybackKind = Literal["started", "finished", "interrupted"]
 
 _LIVE = "live"
+MAX_OVERLAY_S = 2.0  # earcons waiting to play; more than this is a burst of presses
 _FINISHED = "finished"
 _INTERRUPTED = "interrupted"
 
@@ -44,6 +49,12 @@ class PlaybackEvent:
     item_id: str
     kind: PlaybackKind
     dac_frame: int
+
+
+def _rms(block: Pcm) -> float:
+    if not len(block):
+        return 0.0
+    return float(np.sqrt(np.mean(np.square(block, dtype=np.float64)))) / 32768.0
 
 
 class _Item:
@@ -68,6 +79,16 @@ class _Segment:
     def __init__(self, item_id: str, item: _Item, samples: Pcm) -> None:
         self.item_id = item_id
         self.item = item
+        self.samples = samples
+        self.offset = 0
+
+
+class _Overlay:
+    """One sound mixed over the reply, consumed from ``offset`` on."""
+
+    __slots__ = ("offset", "samples")
+
+    def __init__(self, samples: Pcm) -> None:
         self.samples = samples
         self.offset = 0
 
@@ -97,6 +118,10 @@ class PlaybackBuffer:
         self._queued_frames = 0
         self._dac_frames = 0
         self._dropped_frames = 0
+        self._max_overlay_frames = max(1, round(MAX_OVERLAY_S * rate_hz))
+        self._overlays: deque[_Overlay] = deque()
+        self._overlay_frames = 0
+        self._level = 0.0
 
     @property
     def rate_hz(self) -> int:
@@ -184,8 +209,57 @@ class PlaybackBuffer:
                     segments.popleft()
                 if item.ended and item.queued_frames == 0:
                     self._finish(seg.item_id, item)
+            if self._overlays:
+                self._mix_overlays(out)
             self._dac_frames += frames
+            self._level = _rms(out)
         return out
+
+    def _mix_overlays(self, out: Pcm) -> None:
+        """Add queued overlay sounds, one after another, saturating (lock held)."""
+        mixed = out.astype(np.int32)
+        pos = 0
+        while pos < len(out) and self._overlays:
+            sound = self._overlays[0]
+            take = min(len(sound.samples) - sound.offset, len(out) - pos)
+            mixed[pos : pos + take] += sound.samples[sound.offset : sound.offset + take]
+            sound.offset += take
+            pos += take
+            self._overlay_frames -= take
+            if sound.offset == len(sound.samples):
+                self._overlays.popleft()
+        np.clip(mixed, -32768, 32767, out=mixed)
+        out[:] = mixed
+
+    def play_over(self, samples: Pcm) -> bool:
+        """Queue a short sound (an earcon) to be mixed over whatever plays.
+
+        It is not reply audio: no item is charged, ``clear`` leaves it alone and
+        ``queued_frames`` does not count it. Sounds queue one after another; one
+        that would push the queue past ``MAX_OVERLAY_S`` is dropped (False).
+        """
+        check_mono_pcm(samples)
+        own = samples.copy()
+        with self._lock:
+            if self._overlay_frames + len(own) > self._max_overlay_frames:
+                return False
+            if len(own):
+                self._overlays.append(_Overlay(own))
+                self._overlay_frames += len(own)
+            return True
+
+    @property
+    def overlay_frames(self) -> int:
+        """Frames of overlay sounds still to be played."""
+        with self._lock:
+            return self._overlay_frames
+
+    @property
+    def level(self) -> float:
+        """RMS of the last block read for the DAC, 0..1 of full scale: what the speaker
+        is putting out now (reply and earcons), for the LEDs to follow."""
+        with self._lock:
+            return self._level
 
     def clear(self) -> list[tuple[str, float]]:
         """Barge-in: drop everything queued.

@@ -8,6 +8,7 @@ It moves text frames and nothing else: the protocol lives in the sans-I/O
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -15,6 +16,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from device.credentials import Secret
 from device.errors import ServiceError
 from device.trace import Trace
 
@@ -26,6 +28,22 @@ PING_INTERVAL_S = 20.0
 PING_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 2.0
 MAX_RETRY_AFTER_S = 3600.0
+
+
+class _HideAuthorization(logging.Filter):
+    """websockets logs every handshake header at debug level, the bearer token
+    included; a key or client secret must not reach a journal, even when debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "Bearer ***")
+        return True
+
+
+# The local simulator's server logs the headers it receives the same way.
+for _name in ("websockets.client", "websockets.server"):
+    logging.getLogger(_name).addFilter(_HideAuthorization())
 
 
 def retry_after(value: str | None) -> float | None:
@@ -51,6 +69,18 @@ class Closed(Exception):
         super().__init__(f"connection closed ({code}): {reason}" if code else "connection lost")
 
 
+def _reveal(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return value.reveal()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode(event: dict[str, Any]) -> str:
+    """The text frame for a client event. A ``Secret`` in it (an MCP server's token in
+    its tool) is revealed here, as it leaves, and nowhere else."""
+    return json.dumps(event, default=_reveal)
+
+
 def realtime_url(base_url: str, model: str) -> str:
     """``wss://api.openai.com/v1/realtime`` + ``?model=...``."""
     return f"{base_url}?{urlencode({'model': model})}"
@@ -71,10 +101,16 @@ class RealtimeClient:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         open_timeout_s: float = 10.0,
+        ping_interval_s: float | None = None,
+        ping_timeout_s: float | None = None,
         trace: Trace | None = None,
     ) -> None:
         self.url = url
         self._api_key = api_key
+        # The keepalive: a server that stops answering pings is left (close 1011) after
+        # ping_interval_s + ping_timeout_s at most. None: PING_INTERVAL_S/PING_TIMEOUT_S.
+        self._ping_interval_s = ping_interval_s
+        self._ping_timeout_s = ping_timeout_s
         self._max_message_bytes = max_message_bytes
         self._open_timeout_s = open_timeout_s
         self._trace = trace
@@ -92,8 +128,8 @@ class RealtimeClient:
                 additional_headers=headers,
                 max_size=self._max_message_bytes,
                 open_timeout=self._open_timeout_s,
-                ping_interval=PING_INTERVAL_S,
-                ping_timeout=PING_TIMEOUT_S,
+                ping_interval=self._ping_interval_s or PING_INTERVAL_S,
+                ping_timeout=self._ping_timeout_s or PING_TIMEOUT_S,
                 # A stalled server never answers our close frame: don't wait 10 s for it.
                 close_timeout=CLOSE_TIMEOUT_S,
                 compression=None,
@@ -114,7 +150,7 @@ class RealtimeClient:
         if self._trace is not None:
             self._trace.record("sent", event)
         try:
-            await ws.send(json.dumps(event))
+            await ws.send(encode(event))
         except ConnectionClosed as exc:
             raise self._closed(exc) from None
 

@@ -1,9 +1,9 @@
 """Typed server events of the Realtime API (GA).
 
 The daemon acts on a small part of what the service sends, so only those events
-get a type; every other event type (MCP progress, WebRTC-only buffers, events
-newer than this code) becomes ``Unknown`` and is ignored, which keeps an update
-of the service from breaking a speaker on a shelf. ``device.realtime.parse``
+get a type; every other event type (MCP progress before its outcome, WebRTC-only
+buffers, events newer than this code) becomes ``Unknown`` and is ignored, which
+keeps an update of the service from breaking a speaker on a shelf. ``device.realtime.parse``
 turns one frame into one of these events.
 """
 
@@ -214,6 +214,23 @@ class FunctionCallArgumentsDone(_ResponseEvent):
 
 
 @dataclass(frozen=True)
+class McpListToolsDone(_Event):
+    """mcp_list_tools.completed or .failed: the service listed an MCP server's tools, or
+    could not. The ``mcp_list_tools`` item (conversation.item.done) names the server."""
+    item_id: str
+    failed: bool = field(default=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class McpCallDone(_Event):
+    """response.mcp_call.completed or .failed; the ``mcp_call`` item (output_item.done)
+    carries the tool, the server and the output or error."""
+    item_id: str
+    output_index: int
+    failed: bool = field(default=False, kw_only=True)
+
+
+@dataclass(frozen=True)
 class Usage:
     """Token counts of one response; the cached counts are a subset of the input counts."""
     total_tokens: int = 0
@@ -241,8 +258,19 @@ class ResponseDone(_Event):
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """One limit of the account: ``name`` is "requests" or "tokens"; None where not given."""
+    name: str | None
+    limit: int | None
+    remaining: int | None
+    reset_seconds: float | None
+
+
+@dataclass(frozen=True)
 class RateLimitsUpdated(_Event):
+    """Sent as a response starts (its output tokens reserved); ``limits`` is the typed view."""
     rate_limits: tuple[Mapping[str, Any], ...]
+    limits: tuple[RateLimit, ...] = field(default=(), kw_only=True, compare=False)
 
 
 @dataclass(frozen=True)
@@ -271,5 +299,6 @@ ServerEvent: TypeAlias = (
     | InputTranscriptionDelta | InputTranscriptionCompleted | InputTranscriptionFailed
     | ResponseCreated | OutputItemAdded | OutputItemDone | ContentPartAdded | ContentPartDone
     | AudioDelta | AudioDone | TranscriptDelta | TranscriptDone | TextDelta | TextDone
-    | FunctionCallArgumentsDone | ResponseDone | RateLimitsUpdated | ServerError | Unknown
+    | FunctionCallArgumentsDone | McpListToolsDone | McpCallDone | ResponseDone
+    | RateLimitsUpdated | ServerError | Unknown
 )

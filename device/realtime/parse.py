@@ -34,8 +34,11 @@ from device.realtime.events import (
     ItemDeleted,
     ItemDone,
     ItemTruncated,
+    McpCallDone,
+    McpListToolsDone,
     OutputItemAdded,
     OutputItemDone,
+    RateLimit,
     RateLimitsUpdated,
     ResponseCreated,
     ResponseDone,
@@ -70,6 +73,10 @@ def _is_str(value: Any) -> bool:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _is_obj(value: Any) -> bool:
@@ -110,6 +117,10 @@ class _Fields:
     def opt_integer(self, name: str) -> int | None:
         value = self._get(name, "an integer", _is_int, optional=True)
         return None if value is None else int(value)
+
+    def opt_number(self, name: str) -> float | None:
+        value = self._get(name, "a number", _is_number, optional=True)
+        return None if value is None else float(value)
 
     def count(self, name: str) -> int:
         return self.opt_integer(name) or 0
@@ -218,11 +229,35 @@ def _response_done(f: _Fields) -> ServerEvent:
                         response.opt_mappings("output"), **f.common())
 
 
+def _rate_limits_updated(f: _Fields) -> ServerEvent:
+    entries = f.mappings("rate_limits")
+    limits = []
+    for index, entry in enumerate(entries):
+        limit = _Fields(f.kind, entry, f"rate_limits[{index}].")
+        limits.append(
+            RateLimit(
+                limit.opt_text("name"),
+                limit.opt_integer("limit"),
+                limit.opt_integer("remaining"),
+                limit.opt_number("reset_seconds"),
+            )
+        )
+    return RateLimitsUpdated(entries, limits=tuple(limits), **f.common())
+
+
 def _server_error(f: _Fields) -> ServerEvent:
     error = f.sub("error")
     # A message-less error still carries its type and code, which matter more than losing it.
     return ServerError(error.text("type"), error.opt_text("code"), error.opt_text("message") or "",
                        error.opt_text("param"), error.opt_text("event_id"), **f.common())
+
+
+def _mcp_list_failed(f: _Fields) -> ServerEvent:
+    return McpListToolsDone(f.text("item_id"), failed=True, **f.common())
+
+
+def _mcp_call_failed(f: _Fields) -> ServerEvent:
+    return McpCallDone(f.text("item_id"), f.integer("output_index"), failed=True, **f.common())
 
 
 _PARSERS: dict[str, Callable[[_Fields], ServerEvent]] = {
@@ -253,10 +288,38 @@ _PARSERS: dict[str, Callable[[_Fields], ServerEvent]] = {
     "response.output_text.delta": _by_name(TextDelta),
     "response.output_text.done": _by_name(TextDone),
     "response.function_call_arguments.done": _by_name(FunctionCallArgumentsDone),
+    "mcp_list_tools.completed": _by_name(McpListToolsDone),
+    "mcp_list_tools.failed": _mcp_list_failed,
+    "response.mcp_call.completed": _by_name(McpCallDone),
+    "response.mcp_call.failed": _mcp_call_failed,
     "response.done": _response_done,
-    "rate_limits.updated": _by_name(RateLimitsUpdated),
+    "rate_limits.updated": _rate_limits_updated,
     "error": _server_error,
 }
+
+
+def hide_tokens(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` with each MCP tool's token in its session shown as "***".
+
+    The service may echo a session's tools, tokens included; the token must not
+    live on in events, their reprs or the trace. Returns ``event`` itself when
+    there is nothing to hide, else a copy (the original may still be sent).
+    """
+    session = event.get("session")
+    if not isinstance(session, dict):
+        return event
+    tools = session.get("tools")
+    if not isinstance(tools, list) or not any(
+        isinstance(tool, dict) and tool.get("authorization") is not None for tool in tools
+    ):
+        return event
+    hidden = [
+        {**tool, "authorization": "***"}
+        if isinstance(tool, dict) and tool.get("authorization") is not None
+        else tool
+        for tool in tools
+    ]
+    return {**event, "session": {**session, "tools": hidden}}
 
 
 def parse_server_event(frame: str | bytes) -> ServerEvent:
@@ -281,6 +344,8 @@ def parse_server_event(frame: str | bytes) -> ServerEvent:
     kind = obj.get("type", _MISSING)
     if not isinstance(kind, str):
         raise RemoteProtocolError(f"event field 'type' must be a string, got {_json_type(kind)}")
+    if kind in ("session.created", "session.updated"):
+        obj = hide_tokens(obj)
     parser = _PARSERS.get(kind)
     if parser is None:
         # Nothing is read from an event we do not act on, so nothing about it can be wrong.

@@ -16,12 +16,11 @@ which responses we cancelled (their in-flight deltas must not reach the speaker)
 from __future__ import annotations
 
 import base64
-import copy
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from device.errors import LocalProtocolError
 from device.realtime.events import (
@@ -40,16 +39,13 @@ from device.realtime.events import (
     Unknown,
 )
 from device.realtime.parse import parse_server_event
+from device.realtime.session_update import PCM_RATE_HZ, check_settings, session_body
 
-PCM_RATE_HZ = 24_000  # the only PCM rate the service accepts
 PCM_BYTES_PER_MS = 48  # 16-bit mono at 24 kHz
 MAX_APPEND_BYTES = 15 * 1024 * 1024  # per input_audio_buffer.append event
 MAX_ID_CHARS = 32  # client-chosen ids longer than this are refused by the service
+MIN_COMMIT_MS = 100  # the service refuses to commit less (input_audio_buffer_commit_empty)
 _MAX_PREFIX_CHARS = 12  # leaves room for "_" and a 19-digit counter
-_TURN_DETECTION_TYPES = ("server_vad", "semantic_vad")
-_OUTPUT_MODALITIES = (("audio",), ("text",))  # GA allows exactly one
-_TOOL_CHOICES = ("auto", "none", "required")
-_TOOL_TYPES = ("function", "mcp")
 # Items whose reply audio is remembered. A conversation has a handful of recent
 # items worth truncating; older ones are forgotten even if the app never says so.
 _MAX_TRACKED_ITEMS = 64
@@ -68,45 +64,22 @@ class SessionSettings:
     voice: str = "marin"
     instructions: str = ""
     output_modalities: tuple[str, ...] = ("audio",)
-    turn_detection: Mapping[str, Any] | None = field(
-        default_factory=lambda: {"type": "server_vad"}
-    )
+    turn_detection: Mapping[str, Any] | None = field(default_factory=lambda: {"type": "server_vad"})
     input_rate_hz: int = PCM_RATE_HZ
     tools: tuple[Mapping[str, Any], ...] = ()
     tool_choice: str = "auto"
 
+    # None: not sent, the service keeps its default (see session_update.session_body).
+    speed: float | None = None  # 0.25..1.5
+    max_output_tokens: int | Literal["inf"] | None = None
+    truncation: str | Mapping[str, Any] | None = None  # auto, disabled, retention_ratio
+    prompt: Mapping[str, Any] | None = None  # {id: "pmpt_...", version?, variables?}
+    noise_reduction: str | None = None  # off, near_field or far_field
+    transcription: Mapping[str, Any] | None = None  # {model, language?}
+
     def __post_init__(self) -> None:
         # Checked here so a bad value fails at start-up, not as a silently rejected update.
-        if not self.voice:
-            raise LocalProtocolError("voice must not be empty")
-        if tuple(self.output_modalities) not in _OUTPUT_MODALITIES:
-            raise LocalProtocolError(
-                f"output_modalities must be ('audio',) or ('text',), got {self.output_modalities}"
-            )
-        if self.turn_detection is not None and (
-            self.turn_detection.get("type") not in _TURN_DETECTION_TYPES
-        ):
-            raise LocalProtocolError(
-                f"turn_detection type must be one of {_TURN_DETECTION_TYPES} or None,"
-                f" got {self.turn_detection.get('type')!r}"
-            )
-        if self.input_rate_hz != PCM_RATE_HZ:
-            raise LocalProtocolError(
-                f"input_rate_hz must be {PCM_RATE_HZ} (the only PCM rate the service takes),"
-                f" got {self.input_rate_hz}; resample before sending"
-            )
-        if self.tool_choice not in _TOOL_CHOICES:
-            raise LocalProtocolError(
-                f"tool_choice must be one of {_TOOL_CHOICES}, got {self.tool_choice!r}"
-            )
-        for index, tool in enumerate(self.tools):
-            kind = tool.get("type")
-            name = tool.get("server_label" if kind == "mcp" else "name")
-            if kind not in _TOOL_TYPES or not isinstance(name, str) or not name:
-                raise LocalProtocolError(
-                    f"tools[{index}] must be a function tool with a name or an mcp tool"
-                    f" with a server_label, got type {kind!r}"
-                )
+        check_settings(self)
 
 
 @dataclass
@@ -153,37 +126,17 @@ class RealtimeSession:
         self._configured = False
         self._active_response_id: str | None = None
         self._cancelled: set[str] = set()  # response ids cancelled here, until response.done
+        self._out_of_band: set[str] = set()  # running responses outside the conversation
+        self._out_of_band_items: dict[str, str] = {}  # their items -> their response ids
         self._items: OrderedDict[str, _ItemAudio] = OrderedDict()
         self._last_error: ServerError | None = None
+        self._uncommitted_bytes = 0  # appended since the last commit or clear
 
     # ----------------------------------------------------------------- outgoing
 
     def configure(self) -> str:
-        """Queue the GA session.update built from the settings.
-
-        The model is not part of it: the URL fixes the model for the session.
-        Empty instructions are left out rather than sent as "", which would erase
-        the service's default instructions instead of keeping them.
-        """
-        s = self._settings
-        pcm = {"type": "audio/pcm", "rate": PCM_RATE_HZ}
-        session: dict[str, Any] = {
-            "type": "realtime",
-            "output_modalities": list(s.output_modalities),
-            "audio": {
-                "input": {
-                    "format": dict(pcm),
-                    "turn_detection": None if s.turn_detection is None else dict(s.turn_detection),
-                },
-                "output": {"format": dict(pcm), "voice": s.voice},
-            },
-        }
-        if s.instructions:
-            session["instructions"] = s.instructions
-        if s.tools:
-            session["tools"] = [copy.deepcopy(dict(tool)) for tool in s.tools]
-            session["tool_choice"] = s.tool_choice
-        event_id = self._queue({"type": "session.update", "session": session})
+        """Queue the GA session.update built from the settings (``session_body``)."""
+        event_id = self._queue({"type": "session.update", "session": session_body(self._settings)})
         self._pending_updates.append(event_id)
         self._configured = False
         return event_id
@@ -203,14 +156,34 @@ class RealtimeSession:
         audio = base64.b64encode(pcm).decode("ascii")
         event_id = self._queue({"type": "input_audio_buffer.append", "audio": audio})
         self._counters.audio_bytes_sent += len(pcm)
+        self._uncommitted_bytes += len(pcm)
         return event_id
 
     def commit(self) -> str:
         """Turn the buffered audio into a user item (push-to-talk; VAD commits by itself)."""
+        self._uncommitted_bytes = 0
         return self._queue({"type": "input_audio_buffer.commit"})
 
     def clear_input(self) -> str:
+        self._uncommitted_bytes = 0
         return self._queue({"type": "input_audio_buffer.clear"})
+
+    def end_turn(self) -> str | None:
+        """Push-to-talk: the user finished speaking; commit the audio and ask for the answer.
+
+        Returns the commit's event_id. With less than ``MIN_COMMIT_MS`` appended
+        since the last commit or clear (a tap of the button) the buffer is cleared
+        instead and None returned: the service would refuse the commit. Only for
+        sessions without turn detection, where nothing else ends a turn.
+        """
+        if self._settings.turn_detection is not None:
+            raise LocalProtocolError("end_turn is for push-to-talk (turn_detection None)")
+        if self._uncommitted_bytes < MIN_COMMIT_MS * PCM_BYTES_PER_MS:
+            self.clear_input()
+            return None
+        event_id = self.commit()
+        self.create_response()
+        return event_id
 
     def create_response(self, response: Mapping[str, Any] | None = None) -> str:
         """Ask for a response; ``response`` holds per-response overrides, passed as given."""
@@ -247,16 +220,33 @@ class RealtimeSession:
         audio = self._items.get(item_id)
         if audio is None:
             return None
+        if item_id in self._out_of_band_items:
+            audio.truncated = True
+            return self._cancel_out_of_band(self._out_of_band_items[item_id])
         audio_end_ms = math.floor(min(played_ms, audio.received_bytes / PCM_BYTES_PER_MS))
         if audio_end_ms == 0:
             return None
         audio.truncated = True
-        return self._queue({
-            "type": "conversation.item.truncate",
-            "item_id": item_id,
-            "content_index": audio.content_index,
-            "audio_end_ms": audio_end_ms,
-        })
+        return self._queue(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": audio.content_index,
+                "audio_end_ms": audio_end_ms,
+            }
+        )
+
+    def keep_out_of_conversation(self, response_id: str) -> None:
+        """Mark a response asked for with ``conversation: "none"``: its items are not in
+        the conversation, so cutting one short cancels the response instead of
+        truncating the item (which the service would refuse as not found)."""
+        self._out_of_band.add(response_id)
+
+    def _cancel_out_of_band(self, response_id: str) -> str | None:
+        if response_id not in self._out_of_band or response_id in self._cancelled:
+            return None
+        self._cancelled.add(response_id)
+        return self._queue({"type": "response.cancel", "response_id": response_id})
 
     def create_item(self, item: Mapping[str, Any], previous_item_id: str | None = None) -> str:
         """Add a message or a tool output to the conversation (text only for assistants)."""
@@ -317,10 +307,13 @@ class RealtimeSession:
             if event.response_id == self._active_response_id:
                 self._active_response_id = None
             self._cancelled.discard(event.response_id)
+            self._out_of_band.discard(event.response_id)
         elif isinstance(event, OutputItemAdded):
             item_id = event.item.get("id")
             if isinstance(item_id, str):
                 self._track(item_id)
+                if event.response_id in self._out_of_band:
+                    self._out_of_band_items[item_id] = event.response_id
         elif isinstance(event, ItemDeleted):
             self.forget_item(event.item_id)
         elif isinstance(event, ServerError):
@@ -360,6 +353,10 @@ class RealtimeSession:
     # -------------------------------------------------------------------- state
 
     @property
+    def settings(self) -> SessionSettings:
+        return self._settings
+
+    @property
     def session_id(self) -> str | None:
         return self._session_id
 
@@ -396,3 +393,4 @@ class RealtimeSession:
     def forget_item(self, item_id: str) -> None:
         """Drop what is remembered about an item once it can no longer be interrupted."""
         self._items.pop(item_id, None)
+        self._out_of_band_items.pop(item_id, None)

@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 FaultKind = Literal[
     "drop", "stall", "garbage", "unknown_event", "error", "fatal_error", "expire", "close",
-    "http_status", "binary", "oversized", "non_object", "bad_field",
-]
+    "http_status", "binary", "oversized", "non_object", "bad_field", "incomplete", "failed",
+]  # fmt: skip
 KINDS: tuple[str, ...] = get_args(FaultKind)
 
 OVERSIZED_BYTES = 16 * 1024 * 1024 + 1  # one byte over the daemon's default frame limit
@@ -48,7 +48,8 @@ SPEC_GRAMMAR = (
     "KIND[:ARG][@open|@EVENT[#K]][,conn=N][,times=N|all] with KIND one of "
     "drop, stall[:SECONDS], garbage, non_object, binary, oversized[:BYTES], "
     "unknown_event[:TYPE], bad_field[:FIELD|:-FIELD], error[:CODE], fatal_error, expire, "
-    "close[:CODE], http:STATUS[:retry-after=SECONDS]"
+    "close[:CODE], incomplete[:content_filter|:max_output_tokens], failed[:CODE], "
+    "http:STATUS[:retry-after=SECONDS]"
 )
 
 # GA server event types (protocol reference, section 4): a trigger must name one.
@@ -80,7 +81,8 @@ _EVENT_TYPE = re.compile(r"[a-z_]+(\.[a-z_]+)*")
 _DEFAULTS: dict[str, str | int | None] = {
     "close": 1000, "error": "server_error", "oversized": OVERSIZED_BYTES,
     "unknown_event": "conversation.item.annotated",
-}
+    "incomplete": "content_filter", "failed": "server_error",
+}  # fmt: skip
 _HTTP_MESSAGES = {
     401: ("Incorrect API key provided.", "invalid_api_key"),
     403: ("You are not allowed to access this resource.", "unsupported_country_region_territory"),
@@ -175,7 +177,10 @@ def _check_value(fault: Fault) -> None:
     elif kind == "oversized":
         if not isinstance(value, int) or not 1 <= value <= MAX_OVERSIZED_BYTES:
             raise ValueError(f"oversized takes 1..{MAX_OVERSIZED_BYTES} bytes")
-    elif kind == "error":
+    elif kind == "incomplete":
+        if value not in ("content_filter", "max_output_tokens"):
+            raise ValueError("incomplete takes content_filter or max_output_tokens")
+    elif kind in ("error", "failed"):
         if not isinstance(value, str) or not _CODE.fullmatch(value):
             raise ValueError("error takes an error code such as server_error")
     elif kind == "unknown_event":
@@ -268,21 +273,31 @@ class ConnectionFaults:
     """The faults of one connection: counts the events sent and says what fires when."""
 
     def __init__(self, faults: Sequence[Fault], connection: int) -> None:
-        self._armed = [f for f in faults if f.kind != "http_status" and f.fires_on(connection)]
+        # Each armed fault with the count of its event on this connection it fires at.
+        self._armed = [
+            (f, f.at.nth) for f in faults if f.kind != "http_status" and f.fires_on(connection)
+        ]
         self._sent: Counter[str] = Counter()
 
+    def arm(self, fault: Fault) -> None:
+        """Arm ``fault`` on this open connection now: its ``#K`` counts from here."""
+        event = fault.at.event
+        if fault.kind == "http_status" or event is None:
+            raise ValueError(f"{fault} cannot fire on an open connection; give it @EVENT")
+        self._armed.append((fault, self._sent[event] + fault.at.nth))
+
     def at_open(self) -> list[Fault]:
-        return self._take(lambda trigger: trigger.event is None)
+        return self._take(lambda trigger, nth: trigger.event is None)
 
     def after(self, event_type: str) -> list[Fault]:
         """Faults due now that one more ``event_type`` event went out."""
         count = self._sent[event_type] = self._sent[event_type] + 1
-        return self._take(lambda trigger: trigger.event == event_type and trigger.nth == count)
+        return self._take(lambda trigger, nth: trigger.event == event_type and nth == count)
 
-    def _take(self, due: Callable[[Trigger], bool]) -> list[Fault]:
-        fired = [f for f in self._armed if due(f.at)]
-        self._armed = [f for f in self._armed if f not in fired]
-        return fired
+    def _take(self, due: Callable[[Trigger, int], bool]) -> list[Fault]:
+        fired = [pair for pair in self._armed if due(pair[0].at, pair[1])]
+        self._armed = [pair for pair in self._armed if pair not in fired]
+        return [fault for fault, _ in fired]
 
 
 def handshake_fault(faults: Sequence[Fault], connection: int) -> Fault | None:
@@ -355,6 +370,9 @@ def action(fault: Fault, trigger: Event | None, session: SimulatorSession) -> Ac
     if kind == "fatal_error":
         event = session.error(SimError("beta_api_shape_disabled", BETA_MESSAGE), None)
         return Action((event,), close=(CLOSE_BETA, "beta_api_shape_disabled"))
+    if kind in ("incomplete", "failed"):  # the streaming (or next) reply ends at its next step
+        session.endings.add(kind, str(value))
+        return Action()
     if kind == "error":
         code = str(value)
         message = _ERROR_MESSAGES.get(code, f"The request failed ({code}).")

@@ -14,6 +14,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 from device.realtime.sim_conversation import BYTES_PER_MS, StoredItem
+from device.realtime.sim_images import check_item_images
 from device.realtime.sim_response import Event
 from device.realtime.sim_schema import SimError
 
@@ -69,6 +70,7 @@ class ItemRules:
         previous = event.get("previous_item_id")
         if previous not in (None, "root") and conversation.find(previous) is None:
             raise _not_found(previous, "previous_item_id")
+        check_item_images(item)
         stored = self._public_item(item)
         before = conversation.insert(
             stored, after=None if previous == "root" else previous, first=previous == "root"

@@ -67,6 +67,7 @@ class ResponsePlan:
     instructions: str
     input_audio_ms: int
     delta_ms: int
+    input_image_tokens: int = 0  # pictures in what the response reads (``sim_images``)
 
 
 class SimResponse:
@@ -87,6 +88,9 @@ class SimResponse:
         self._ending: Status = "completed"
         self._cancel_reason: CancelReason = "client_cancelled"
         self._failure = ""
+        self._reason = ""  # why the service ended it early (``end_early``)
+        self.output_index = 0  # the message's place in the output: 1 after an MCP call
+        self.earlier_output: list[dict[str, Any]] = []  # items before it (``sim_mcp``)
         budget = plan.max_output_tokens
         if plan.modality == "text" and budget != "inf" and budget < self._word_budget:
             self._word_budget = budget
@@ -128,7 +132,7 @@ class SimResponse:
         return {
             "response_id": plan.response_id,
             "item_id": plan.item_id,
-            "output_index": 0,
+            "output_index": self.output_index,
             "content_index": 0,
         }
 
@@ -156,16 +160,17 @@ class SimResponse:
         if self.status == "cancelled":
             details = {"type": "cancelled", "reason": self._cancel_reason}
         elif self.status == "incomplete":
-            details = {"type": "incomplete", "reason": "max_output_tokens"}
+            details = {"type": "incomplete", "reason": self._reason or "max_output_tokens"}
         elif self.status == "failed":
-            error = {"type": "server_error", "code": "audio_unavailable", "message": self._failure}
+            code = self._reason or "audio_unavailable"
+            error = {"type": "server_error", "code": code, "message": self._failure}
             details = {"type": "failed", "error": error}
         return {
             "object": "realtime.response",
             "id": plan.response_id,
             "status": self.status,
             "status_details": details,
-            "output": [] if self.status == "in_progress" else [self.item()],
+            "output": [] if self.status == "in_progress" else [*self.earlier_output, self.item()],
             "conversation_id": plan.conversation_id,
             "output_modalities": [plan.modality],
             "max_output_tokens": plan.max_output_tokens,
@@ -180,15 +185,16 @@ class SimResponse:
         text_in = round(len(plan.instructions.split()) * TEXT_TOKENS_PER_WORD)
         audio_out = round(len(self.audio) / BYTES_PER_MS / OUTPUT_AUDIO_MS_PER_TOKEN)
         text_out = self._words_sent
+        image_in = plan.input_image_tokens
         zero = {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0}
         return {
-            "total_tokens": audio_in + text_in + audio_out + text_out,
-            "input_tokens": audio_in + text_in,
+            "total_tokens": audio_in + text_in + image_in + audio_out + text_out,
+            "input_tokens": audio_in + text_in + image_in,
             "output_tokens": audio_out + text_out,
             "input_token_details": {
                 "text_tokens": text_in,
                 "audio_tokens": audio_in,
-                "image_tokens": 0,
+                "image_tokens": image_in,
                 "cached_tokens": 0,
                 "cached_tokens_details": zero,
             },
@@ -207,7 +213,7 @@ class SimResponse:
             self._event(
                 "response.output_item.added",
                 response_id=plan.response_id,
-                output_index=0,
+                output_index=self.output_index,
                 item=self.item(),
             ),
         ]
@@ -292,6 +298,15 @@ class SimResponse:
         self._failure = message
         return self._close("failed")
 
+    def end_early(self, status: Literal["incomplete", "failed"], reason: str) -> list[Event]:
+        """End here as the service does on its own: ``incomplete`` for ``reason``
+        (content_filter, max_output_tokens), or ``failed`` with error code ``reason``."""
+        if not self.active:
+            return []
+        self._reason = reason
+        self._failure = "The server had an error while processing your request."
+        return self._close(status)
+
     def _close(self, status: Status) -> list[Event]:
         self.status = status
         plan = self.plan
@@ -317,7 +332,7 @@ class SimResponse:
             self._event(
                 "response.output_item.done",
                 response_id=plan.response_id,
-                output_index=0,
+                output_index=self.output_index,
                 item=self.item(),
             )
         ]
@@ -406,4 +421,3 @@ class SimFunctionCall(SimResponse):
                                   name=self.name, arguments=arguments))  # fmt: skip
         self.status = "completed"
         return events + self._tail()
-

@@ -16,12 +16,22 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from device.realtime.sim_conversation import Conversation, StoredItem
+from device.realtime.sim_endings import ResponseEndings
+from device.realtime.sim_images import image_reply, input_image_tokens
 from device.realtime.sim_input import InputBuffer
 from device.realtime.sim_items import ItemRules
-from device.realtime.sim_options import DEFAULT_REPLY, IDLE_REPLY, SimulatorOptions, random_id
+from device.realtime.sim_mcp import SimMcp
+from device.realtime.sim_options import (
+    DEFAULT_REPLY,
+    IDLE_REPLY,
+    SimulatorOptions,
+    random_id,
+    verbatim_text,
+)
 from device.realtime.sim_response import Event, ResponsePlan, SimFunctionCall, SimResponse
 from device.realtime.sim_schema import SimError, enum
 from device.realtime.sim_shapes import CLIENT_EVENTS, SESSION, default_session, merge_session
+from device.realtime.sim_transcription import transcription_events
 from device.realtime.sim_vad import EnergyVad, VadMark, VadSettings
 
 MIN_COMMIT_MS = 100
@@ -46,18 +56,20 @@ class SimulatorSession:
         self.responses: dict[str, SimResponse] = {}
         self.audio_output_started = False
         self.tool_called = False  # the one call ``options.tool_call`` asks for was made
+        self.endings = ResponseEndings()  # replies the faults end early (``sim_endings``)
         self._started: list[SimResponse] = []
         self._vad: EnergyVad | None = None
         self._speech_item: str | None = None
         self._idle_deadline_ms: int | None = None
         self._items = ItemRules(self)
+        self.mcp = SimMcp(self, self._items.create)  # MCP servers, approvals and calls
         self._configure_vad()
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Event]]] = {
             "session.update": self._session_update,
             "input_audio_buffer.append": self._append,
             "input_audio_buffer.commit": self._commit_request,
             "input_audio_buffer.clear": self._clear,
-            "conversation.item.create": self._items.create,
+            "conversation.item.create": self.mcp.create_item,
             "conversation.item.retrieve": self._items.retrieve,
             "conversation.item.truncate": self._items.truncate,
             "conversation.item.delete": self._items.delete,
@@ -139,7 +151,7 @@ class SimulatorSession:
         response = self.responses.get(response_id)
         if response is None:
             return []
-        events = response.step()
+        events = self.endings.step(response)
         if response.audio:
             self.audio_output_started = True
         if not response.active:
@@ -163,10 +175,11 @@ class SimulatorSession:
         enum("realtime")(session["type"], "session.type")
         update = SESSION(session, "session")
         self._check_stateful_rules(update)
+        listing = self.mcp.configure(update)
         self.session = merge_session(self.session, update)
         if "turn_detection" in update.get("audio", {}).get("input", {}):
             self._configure_vad()
-        return [self.event("session.updated", session=self.session)]
+        return [self.event("session.updated", session=self.session), *listing]
 
     def _check_stateful_rules(self, update: dict[str, Any]) -> None:
         if "model" in update and update["model"] != self.session["model"]:
@@ -296,6 +309,7 @@ class SimulatorSession:
             self.event("input_audio_buffer.committed", previous_item_id=previous, item_id=item_id),
             self.event("conversation.item.added", previous_item_id=previous, item=item.data),
             self.event("conversation.item.done", previous_item_id=previous, item=item.data),
+            *transcription_events(self, item),
         ]
 
     def _commit_request(self, event: dict[str, Any]) -> list[Event]:
@@ -368,7 +382,8 @@ class SimulatorSession:
         in_conversation = params.get("conversation") != "none"
         instructions = params.get("instructions", session["instructions"])
         last = self.conversation.items[-1].data if self.conversation.items else {}
-        if (told := SimFunctionCall.reply_to(last)) is not None:
+        told = verbatim_text(instructions) or SimFunctionCall.reply_to(last) or image_reply(last)
+        if told is not None:
             reply = told
         elif self.options.reply_text is not None:
             reply = self.options.reply_text
@@ -390,6 +405,7 @@ class SimulatorSession:
             text=reply,
             instructions=instructions,
             input_audio_ms=self._items.input_audio_ms(params.get("input")),
+            input_image_tokens=input_image_tokens(self.conversation, params.get("input")),
             delta_ms=self.options.delta_ms,
         )
         if call is not None:  # over as it starts: the call item joins the conversation done
@@ -399,7 +415,11 @@ class SimulatorSession:
             if in_conversation:
                 self.conversation.insert(StoredItem(function_call.item()))
             return events
-        response = SimResponse(plan, self.new_id)
+        mcp = self.mcp.respond(plan, params)
+        if isinstance(mcp, list):  # an approval request: over as it starts
+            return mcp
+        response = mcp or SimResponse(plan, self.new_id)
+        plan = response.plan
         self.responses[plan.response_id] = response
         self._started.append(response)
         if in_conversation:

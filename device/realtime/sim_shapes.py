@@ -27,6 +27,7 @@ from device.realtime.sim_schema import (
     string,
     tagged,
 )
+from device.realtime.sim_settings import PROMPT, transcription_model
 
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant on a smart speaker. Answer briefly and warmly, "
@@ -117,7 +118,7 @@ _TURN_DETECTION = nullable(
 _TRANSCRIPTION = nullable(
     obj(
         {
-            "model": string(),
+            "model": transcription_model,
             "language": string(),
             "prompt": string(),
             "delay": enum("minimal", "low", "medium", "high", "xhigh"),
@@ -206,7 +207,7 @@ _TRACING = nullable(
         mapping=obj({"workflow_name": string(), "group_id": string(), "metadata": anything()}),
     )
 )
-_PROMPT = nullable(obj({"id": string(), "version": string(), "variables": anything()}, ["id"]))
+_PROMPT = PROMPT
 _MODALITIES = array(enum("audio", "text"), min_items=1, max_items=1)
 _REASONING = obj({"effort": enum("minimal", "low", "medium", "high", "xhigh")})
 

@@ -44,14 +44,14 @@ def espeak_path() -> str | None:
 def synthesize(text: str, engine: VoiceEngine, speed: float = 1.0) -> bytes:
     """PCM16 mono 24 kHz audio speaking ``text`` (or the tone pattern)."""
     if engine == "tone" or (engine == "auto" and espeak_path() is None):
-        return tone_pattern()
+        return tone_pattern(speed)
     try:
         return espeak_pcm(text, speed)
     except (OSError, subprocess.SubprocessError, wave.Error, EOFError) as exc:
         if engine == "espeak":
             raise
         _log.warning("espeak-ng failed (%s); replying with the tone pattern", exc)
-        return tone_pattern()
+        return tone_pattern(speed)
 
 
 @functools.lru_cache(maxsize=64)
@@ -94,12 +94,14 @@ def wav_to_pcm24k(wav_bytes: bytes) -> bytes:
     return samples.astype("<i2").tobytes()
 
 
-@functools.lru_cache(maxsize=1)
-def tone_pattern() -> bytes:
-    """Three high-low beep pairs at -12 dBFS, about 1.5 s: clearly not speech, clearly on."""
+@functools.lru_cache(maxsize=8)
+def tone_pattern(speed: float = 1.0) -> bytes:
+    """Three high-low beep pairs at -12 dBFS, about 1.5 s: clearly not speech, clearly on.
+
+    ``speed`` (audio.output.speed) shortens or lengthens the beeps and gaps alike."""
     amplitude = 32767.0 * 10.0 ** (TONE_LEVEL_DBFS / 20.0)
-    beep_n = OUTPUT_RATE_HZ * TONE_BEEP_MS // 1000
-    gap = np.zeros(OUTPUT_RATE_HZ * TONE_GAP_MS // 1000)
+    beep_n = round(OUTPUT_RATE_HZ * TONE_BEEP_MS / 1000 / speed)
+    gap = np.zeros(round(OUTPUT_RATE_HZ * TONE_GAP_MS / 1000 / speed))
     fade_n = OUTPUT_RATE_HZ * TONE_FADE_MS // 1000
     envelope = np.ones(beep_n)
     ramp = 0.5 - 0.5 * np.cos(np.linspace(0.0, np.pi, fade_n))

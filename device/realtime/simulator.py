@@ -12,8 +12,9 @@ Handshake as the service does it: path ``/v1/realtime`` with ``?model=``;
 ``OpenAI-Beta`` header or the ``openai-beta.realtime-v1`` subprotocol is
 accepted at the HTTP level, answered with ``beta_api_shape_disabled`` and
 closed with code 4000. A session past its lifetime gets ``session_expired`` and
-close 1001. ``SimulatorOptions.faults`` make it misbehave on purpose (``sim_faults``);
-``faults_fired`` lists each fault as it fires.
+close 1001. ``SimulatorOptions.faults`` make it misbehave on purpose (``sim_faults``),
+``inject`` arms one on the open connection while it runs (a soak's random faults);
+``faults_fired`` lists each fault as it fires. ``tokens``: client secrets (``sim_tokens``).
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ from device.realtime.sim_faults import (
     handshake_fault,
     http_answer,
 )
+from device.realtime.sim_limits import RequestLimits
 from device.realtime.sim_options import SimulatorOptions
 from device.realtime.sim_response import Event
 from device.realtime.sim_schema import SimError
 from device.realtime.sim_session import SimulatorSession
+from device.realtime.sim_tokens import TokenServer, TokenService
 from device.realtime.sim_voice import synthesize
 
 __all__ = ["BETA_MESSAGE", "RealtimeSimulator", "SimulatorOptions", "SimulatorSession"]
@@ -139,6 +142,8 @@ class RealtimeSimulator:
         self._server: Server | None = None
         self._attempt_of: dict[ServerConnection, int] = {}
         self._links: set[_Link] = set()
+        self.tokens = TokenServer(TokenService(options), host) if options.client_secrets else None
+        self.limits = RequestLimits.monotonic(options.request_limit, options.request_window_s)
 
     @property
     def url(self) -> str:
@@ -157,6 +162,8 @@ class RealtimeSimulator:
             select_subprotocol=self._select_subprotocol,
             max_size=MAX_FRAME_BYTES,
         )
+        if self.tokens is not None:
+            await self.tokens.start()
 
     async def stop(self) -> None:
         for link in list(self._links):
@@ -165,6 +172,8 @@ class RealtimeSimulator:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        if self.tokens is not None:
+            await self.tokens.stop()
 
     async def __aenter__(self) -> RealtimeSimulator:
         await self.start()
@@ -193,12 +202,26 @@ class RealtimeSimulator:
                 "You didn't provide an API key. Send 'Authorization: Bearer <key>'.",
                 "invalid_api_key",
             )
+        if self.tokens and (refused := self.tokens.service.refusal(_bearer_token(request.headers))):
+            return _json_error(connection, HTTPStatus.UNAUTHORIZED, refused, "invalid_api_key")
         if _model(request) is None and not _wants_beta(request.headers):
             return _json_error(
                 connection, HTTPStatus.BAD_REQUEST, "Missing required parameter: 'model'.", None
             )
         self._attempt_of[connection] = self.handshakes
         return None
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being served now (a stalled one until its stall ends)."""
+        return len(self._links)
+
+    def inject(self, fault: Fault) -> int:
+        """Arm ``fault`` on every open connection now (``#K`` counts from now on);
+        returns how many connections it was armed on. HTTP faults go in ``options``."""
+        for link in self._links:
+            link.faults.arm(fault)
+        return len(self._links)
 
     def fired(self, fault: Fault, connection: int) -> None:
         _log.info("fault %s on connection %d", fault, connection)
@@ -243,7 +266,7 @@ class _Link:
         self._sim = simulator
         self._ws = websocket
         self._session = session
-        self._faults = faults
+        self.faults = faults
         self._number = number
         self._outbox: asyncio.Queue[Event | _Close] = asyncio.Queue()
         self._streams: set[asyncio.Task[None]] = set()
@@ -282,7 +305,7 @@ class _Link:
 
     async def _write(self) -> None:
         with contextlib.suppress(ConnectionClosed):
-            if not await self._fire(self._faults.at_open(), None):
+            if not await self._fire(self.faults.at_open(), None):
                 return
         while True:
             item = await self._outbox.get()
@@ -291,7 +314,7 @@ class _Link:
                     await self._ws.close(item.code, item.reason)
                     return
                 await self._ws.send(json.dumps(item))
-                if not await self._fire(self._faults.after(str(item["type"])), item):
+                if not await self._fire(self.faults.after(str(item["type"])), item):
                     return
             except ConnectionClosed:
                 return
@@ -342,7 +365,7 @@ class _Link:
                     continue
                 self._sim.received.append(event)
                 try:
-                    self._enqueue(self._session.handle(event))
+                    self._enqueue(self._sim.limits.handle(self._session, event))
                 except Exception:  # a simulator fault must not look like a dropped network
                     _log.exception("simulator failed on %s", event.get("type"))
                     fault = SimError(

@@ -27,6 +27,9 @@ def test_spent_budget_saves_totals_and_stops_streaming(tmp_path: Path) -> None:
                 device={"hardware": "fake", "state_dir": str(tmp_path)},
                 realtime={"url": sim.url},
                 cost={"daily_budget_usd": 0.000001},  # the first reply spends it
+                # Every word is a turn and no AI disclosure is said: the one reply is the answer.
+                listen={"mode": "always"},
+                link={"disclosure": ""},
             )
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
             duplex = hardware.duplex

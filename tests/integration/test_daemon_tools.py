@@ -34,6 +34,9 @@ def run_with_tool_call(
                 device={"hardware": "fake", "state_dir": str(tmp_path)},
                 realtime={"url": sim.url},
                 tools={"enabled": tools},
+                # Every word is a turn and no AI disclosure is said: the one reply is the answer.
+                listen={"mode": "always"},
+                link={"disclosure": ""},
             )
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
             duplex = hardware.duplex

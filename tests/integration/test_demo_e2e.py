@@ -18,6 +18,7 @@ import pytest
 
 from device.config import load_config
 from device.demo import LEAD_IN_S, LOCAL_KEY, DemoResult, run_conversation, shipped_question
+from device.demo_listen import WAKE_PAUSE_S, shipped_wake_word
 from device.trace import read_trace
 from tests.contract.oracle import client_problems, server_problems
 
@@ -61,8 +62,14 @@ def test_reply_wav_holds_audio_after_the_question(
         audio = np.frombuffer(raw, "<i2").reshape(-1, wav.getnchannels())
     loud = np.flatnonzero(np.abs(audio[:, 0]) > 1000)
     assert len(loud) > rate_hz // 2
-    question_end_s = LEAD_IN_S + 2.42
-    assert loud[0] / rate_hz > question_end_s  # the device answers, it does not talk over
+    # The wake word comes first; the earcon that answers it plays before the question.
+    with wave.open(str(shipped_wake_word(load_config(None).listen.wake_word)), "rb") as wake:
+        question_start_s = LEAD_IN_S + wake.getnframes() / wake.getframerate() + WAKE_PAUSE_S
+    question_end_s = question_start_s + 2.42
+    loud_s = loud / rate_hz
+    assert loud_s[-1] > question_end_s  # the device answers
+    # and does not talk over the question
+    assert not np.any((loud_s > question_start_s) & (loud_s < question_end_s))
 
 
 def test_trace_has_the_ga_turn_sequence(demo_run: tuple[DemoResult, list[dict[str, Any]]]) -> None:

@@ -21,7 +21,6 @@ import pytest
 from device.app import Daemon
 from device.config import load_config, with_overrides
 from device.demo import LEAD_IN_S, shipped_question
-from device.realtime import client as client_module
 from device.realtime.sim_faults import parse_fault
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from hw.factory import HardwareRequest, build_fake
@@ -64,14 +63,22 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 @contextlib.asynccontextmanager
 async def daemon_against(
-    caplog: pytest.LogCaptureFixture, *specs: str, question: bool = False
+    caplog: pytest.LogCaptureFixture,
+    *specs: str,
+    question: bool = False,
+    link: dict[str, Any] | None = None,
 ) -> AsyncIterator[Run]:
     caplog.set_level(logging.INFO)
     faults = tuple(parse_fault(spec) for spec in specs)
     options = SimulatorOptions(voice_engine="tone", reply_text="Okay.", faults=faults)
     async with RealtimeSimulator(options) as sim:
         config = with_overrides(
-            load_config(None), device={"hardware": "fake"}, realtime={"url": sim.url}
+            load_config(None),
+            device={"hardware": "fake"},
+            realtime={"url": sim.url},
+            # No AI disclosure: the first response is the answer the faults aim at.
+            link={"disclosure": "", **(link or {})},
+            listen={"mode": "always"},  # the question is a turn without a wake word
         )
         hardware = build_fake(HardwareRequest("fake"), speed=SPEED)
         duplex = hardware.duplex
@@ -138,7 +145,7 @@ def test_bad_input_is_counted_and_the_reply_still_plays(
     ("spec", "close_code"),
     [
         ("drop@session.updated", 1006),
-        ("expire@session.updated", 1001),
+        # expire: reconnects at once, re-seeded (tests/integration/test_session_lifecycle.py)
         ("close:1000@session.updated", 1000),
         ("close:1001@session.updated", 1001),
         ("close:1011@session.updated", 1011),
@@ -178,16 +185,16 @@ def test_a_drop_in_the_middle_of_a_reply_reconnects_and_ends_idle(
 
 
 def test_a_stalled_server_is_caught_by_the_keepalive_and_left(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The daemon pings every 20 s; here it pings fast so the stall is seen in a moment.
-    monkeypatch.setattr(client_module, "PING_INTERVAL_S", 0.1)
-    monkeypatch.setattr(client_module, "PING_TIMEOUT_S", 0.2)
+    # The daemon pings every 20 s by default; here it pings fast ([link] ping_interval_s,
+    # ping_timeout_s) so the stall is seen in a moment.
+    link = {"ping_interval_s": 0.1, "ping_timeout_s": 0.2}
 
     async def body() -> None:
         # The stall ends after 1 s so the server reads the client's close frame and
         # hangs up; a stall for good costs the client its 2 s close timeout as well.
-        async with daemon_against(caplog, "stall:1@session.updated") as run:
+        async with daemon_against(caplog, "stall:1@session.updated", link=link) as run:
             await until(lambda: run.sim.connections == 2, "the second connection")
             assert run.delays_s() == [FIRST_RETRY_S]
             assert "close 1011" in run.log_text()

@@ -27,7 +27,7 @@ from device.realtime.events import ResponseDone
 from device.realtime.session import RealtimeSession, SessionSettings
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from device.state import Event as StateEvent
-from device.tools import Tool, ToolRegistry
+from device.tools import Tool, ToolOutput, ToolRegistry
 from tests.contract.oracle import client_problems, server_problems
 
 Event = dict[str, Any]
@@ -374,7 +374,7 @@ def test_results_after_the_connection_closed_are_dropped() -> None:
 
 
 class BrokenRegistry(ToolRegistry):
-    async def call(self, name: str, arguments_json: str) -> str:
+    async def run(self, name: str, arguments_json: str) -> ToolOutput:
         raise RuntimeError("a bug in the registry")
 
 

@@ -29,6 +29,12 @@ from device.config import (
     resolve_config_path,
     with_overrides,
 )
+from device.config_camera import CameraConfig
+from device.config_link import LinkConfig
+from device.config_listen import ListenConfig
+from device.config_mcp import McpConfig
+from device.config_session import TurnConfig
+from device.config_ui import ButtonsConfig, LedsConfig, SoundsConfig
 from device.cost import DEFAULT_PRICES, PRICE_KEYS, Prices, price_for
 from device.errors import ConfigError
 
@@ -38,8 +44,16 @@ SECTIONS = {
     "audio": AudioConfig,
     "vad": VadConfig,
     "realtime": RealtimeConfig,
+    "turn": TurnConfig,
+    "listen": ListenConfig,
     "cost": CostConfig,
     "tools": ToolsConfig,
+    "camera": CameraConfig,
+    "buttons": ButtonsConfig,
+    "sounds": SoundsConfig,
+    "leds": LedsConfig,
+    "link": LinkConfig,
+    "mcp": McpConfig,
 }
 FAKE_KEY = "sk-test-" + "Q" * 40
 
@@ -435,7 +449,12 @@ def test_instructions_length_limit_without_echoing_the_text() -> None:
     [
         ({"realtym": {}}, "realtym: unknown section; did you mean [realtime]?"),
         ({"Audio": {}}, "Audio: unknown section; did you mean [audio]?"),
-        ({"zzz": {}}, "zzz: unknown section; known: device, audio, vad, realtime, cost, tools"),
+        (
+            {"zzz": {}},
+            "zzz: unknown section; known: device, audio, vad, realtime, turn, listen, cost, tools, "
+            "camera, "
+            "buttons, sounds, leds, link, mcp",
+        ),
         (
             {"audio": {"block_size_ms": 20}},
             "audio.block_size_ms: unknown key; did you mean audio.block_ms?",
@@ -954,9 +973,11 @@ def test_describe_shows_the_budget() -> None:
 
 
 def test_tools_defaults_offer_every_device_tool_but_mute() -> None:
-    # a microphone muted by voice could only be unmuted with a button
+    # a microphone muted by voice could only be unmuted with a button; "look" is
+    # listed, but offered only once [camera] enabled is true
     tools = Config().tools
-    assert tools.enabled == ("volume", "leds", "time", "status")
+    assert tools.enabled == ("volume", "leds", "time", "status", "look")
+    assert Config().camera.enabled is False
     assert tools.timeout_s == 5.0
 
 
@@ -979,7 +1000,10 @@ def test_no_tools_at_all() -> None:
     [
         (
             {"enabled": ["volume", "lights"]},
-            'tools.enabled[1]: "lights" is not a tool; allowed: volume, mute, leds, time, status',
+            (
+                'tools.enabled[1]: "lights" is not a tool; allowed: volume, mute, leds, time, '
+                "status, look"
+            ),
         ),
         ({"enabled": ["time", "time"]}, 'tools.enabled[1]: "time" is listed twice'),
         (

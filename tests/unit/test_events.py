@@ -26,6 +26,8 @@ from device.realtime.events import (
     ItemDeleted,
     ItemDone,
     ItemTruncated,
+    McpCallDone,
+    McpListToolsDone,
     OutputItemAdded,
     OutputItemDone,
     RateLimitsUpdated,
@@ -236,6 +238,16 @@ GA_FIXTURES: dict[str, dict[str, Any]] = {
                      "conversation_id": "conv_C9G8Pjb", "output_modalities": ["audio"],
                      "max_output_tokens": "inf", "usage": USAGE, "metadata": None},
     },
+    "mcp_list_tools.completed": {
+        "type": "mcp_list_tools.completed", "event_id": "event_31", "item_id": "mcpl_1"},
+    "mcp_list_tools.failed": {
+        "type": "mcp_list_tools.failed", "event_id": "event_32", "item_id": "mcpl_2"},
+    "response.mcp_call.completed": {
+        "type": "response.mcp_call.completed", "event_id": "event_33", "item_id": "mcp_1",
+        "output_index": 0},
+    "response.mcp_call.failed": {
+        "type": "response.mcp_call.failed", "event_id": "event_34", "item_id": "mcp_2",
+        "output_index": 1},
     "rate_limits.updated": {
         "type": "rate_limits.updated", "event_id": "event_28",
         "rate_limits": [
@@ -319,6 +331,10 @@ EXPECTED: dict[str, ServerEvent] = {
         RESP, "item_fc", "call_ABC", "set_volume", '{"level": 40}', event_id="event_26"),
     "response.done": ResponseDone(
         RESP, "completed", None, USAGE_PARSED, (ASSISTANT_ITEM,), event_id="event_27"),
+    "mcp_list_tools.completed": McpListToolsDone("mcpl_1", event_id="event_31"),
+    "mcp_list_tools.failed": McpListToolsDone("mcpl_2", failed=True, event_id="event_32"),
+    "response.mcp_call.completed": McpCallDone("mcp_1", 0, event_id="event_33"),
+    "response.mcp_call.failed": McpCallDone("mcp_2", 1, failed=True, event_id="event_34"),
     "rate_limits.updated": RateLimitsUpdated(
         tuple(FX["rate_limits.updated"]["rate_limits"]), event_id="event_28"),
     "error": ServerError(
@@ -481,6 +497,10 @@ REQUIRED: dict[str, set[str]] = {
     "response.output_text.done": {"response_id", "item_id", "text"},
     "response.function_call_arguments.done": {"response_id", "item_id", "call_id", "arguments"},
     "response.done": {"response"},
+    "mcp_list_tools.completed": {"item_id"},
+    "mcp_list_tools.failed": {"item_id"},
+    "response.mcp_call.completed": {"item_id", "output_index"},
+    "response.mcp_call.failed": {"item_id", "output_index"},
     "rate_limits.updated": {"rate_limits"},
     "error": {"error"},
 }
