@@ -36,7 +36,7 @@ from device.mcp import load_mcp
 from device.service import ServiceNotifier
 from device.session_settings import stream_tail_ms
 from device.state import Event, State, transition
-from device.timeline import Timeline
+from device.timeline import MIC_MUTED, MIC_UNMUTED, Timeline
 from device.tools import ToolRegistry
 from device.trace import Trace
 from device.ui.panel import FrontPanel
@@ -156,6 +156,8 @@ class Daemon:
         """The microphone was muted or unmuted: drop half-sent speech, say so."""
         if muted:
             self.link.clear_input()
+        if self.timeline is not None:
+            self.timeline.mark(MIC_MUTED if muted else MIC_UNMUTED)
         self.dispatch(Event.MUTED if muted else Event.UNMUTED)
         if not muted and self.link.ready:
             self.dispatch(Event.CONNECTED)  # unmuting passes through OFFLINE

@@ -48,6 +48,7 @@ class DemoResult:
     wake_words: int = 0  # times the wake word was heard
     barge_ins: int = 0  # times the user's voice cut a reply short
     chunks_dropped_asleep: int = 0  # microphone chunks dropped before an activation
+    chunks_dropped_muted: int = 0  # microphone chunks dropped while muted
 
 
 def shipped_question() -> Path:
@@ -102,7 +103,8 @@ async def run_conversation(
         start_s = LEAD_IN_S
         if plan.question_first:
             start_s += duplex.feed_wav(question, at_s=start_s) + LEAD_IN_S
-        speak(config, duplex, question, start_s)
+        if plan.opening:
+            speak(config, duplex, question, start_s)
         daemon = Daemon(config, hardware, LOCAL_KEY, timeline=timeline, trace=trace)
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop))
@@ -126,7 +128,8 @@ async def run_conversation(
         listening = daemon.listener.core
         return DemoResult(daemon.replies_finished, audible_seconds(duplex.played(), rate_hz),
                           output, timeline, tuple(simulator.faults_fired), listening.wake_words,
-                          listening.barge_ins, daemon.stats.chunks_dropped_asleep)
+                          listening.barge_ins, daemon.stats.chunks_dropped_asleep,
+                          daemon.stats.chunks_dropped_muted)
     finally:
         await simulator.stop()
         if trace is not None:
@@ -163,7 +166,9 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.scenario != "question" or result.wake_words:
         print(f"scenario {args.scenario}: wake word heard {result.wake_words} time(s), "
               f"{result.barge_ins} barge-in(s), {result.chunks_dropped_asleep} microphone "
-              "chunk(s) dropped before an activation")
+              "chunk(s) dropped before an activation"
+              + (f", {result.chunks_dropped_muted} while muted"
+                 if result.chunks_dropped_muted else ""))
     print(f"reply WAV: {result.output} ({result.reply_audio_s:.1f} s of audible reply)")
     if args.trace:
         print(f"trace: {args.trace}")

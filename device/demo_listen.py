@@ -8,6 +8,9 @@
 * ``barge-in``: the loudspeaker next to the mics at full volume (it hears its own
   voice); once the reply has played ``BARGE_IN_AFTER_S``, the user asks again over
   it: playback stops, the reply is cut, and the new question is answered.
+* ``buttons``: a long press of the talk button mutes the microphone; the wake word
+  and the question then leave nothing on the wire; a second long press unmutes,
+  and a single press opens a turn without the wake word for the question.
 
 Each scenario feeds the fake microphone through its physical verb (``feed_wav``)
 at a point on the stream's own clock, so runs at any ``--speed`` are the same.
@@ -30,12 +33,13 @@ if TYPE_CHECKING:
     from device.app import Daemon
     from hw.fake import FakeDuplex
 
-SCENARIOS = ("question", "wake-word", "follow-up", "barge-in")
+SCENARIOS = ("question", "wake-word", "follow-up", "barge-in", "buttons")
 WAKE_PAUSE_S = 0.4  # between the wake word and the question, as people pause
 BARGE_IN_AFTER_S = 1.6  # of reply played before the user talks over it
 FOLLOW_UP_AFTER_S = 1.0  # after the reply, well inside the follow-up window
 ECHO_GAIN = 0.5  # loudspeaker to microphone coupling in the barge-in scenario
 POLL_S = 0.01
+PRESS_PAUSE_S = 0.5  # between a press and the next thing the user does
 
 Script = Callable[["Daemon", "FakeDuplex"], Coroutine[Any, Any, None]]
 
@@ -55,6 +59,7 @@ class Scenario:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     script: Script | None = None
     question_first: bool = False  # the question once without the wake word
+    opening: bool = True  # the wake word and the question at the start
 
 
 def speak(config: Config, duplex: FakeDuplex, question: Path, at_s: float) -> float:
@@ -99,6 +104,27 @@ def _barge_in(question: Path) -> Script:
     return script
 
 
+def _buttons(question: Path) -> Script:
+    async def script(daemon: Daemon, duplex: FakeDuplex) -> None:
+        from hw.fake import FakeButtons  # the demo runs on the fake hardware
+
+        buttons = daemon.hw.buttons
+        assert isinstance(buttons, FakeButtons)
+        hold_s = daemon.config.buttons.long_press_ms / 1000.0 + 0.2
+        await _until(lambda: daemon.state is State.IDLE)
+        buttons.press("talk", hold_s=hold_s)  # long press: mute
+        await _until(lambda: daemon.state is State.MUTED)
+        ends_s = speak(daemon.config, duplex, question, duplex.time_s + PRESS_PAUSE_S)
+        await _until(lambda: duplex.time_s >= ends_s + PRESS_PAUSE_S)
+        buttons.press("talk", hold_s=hold_s)  # long press again: unmute
+        await _until(lambda: daemon.state is State.IDLE)
+        buttons.press("talk")  # single press while idle: listen, no wake word needed
+        await _until(lambda: daemon.state is State.WAKE)
+        duplex.feed_wav(question, at_s=duplex.time_s + PRESS_PAUSE_S)
+
+    return script
+
+
 def scenario(name: str, question: Path) -> Scenario:
     """The named scenario (one of ``SCENARIOS``)."""
     if name == "wake-word":
@@ -114,6 +140,8 @@ def scenario(name: str, question: Path) -> Scenario:
             overrides={"audio": {"volume_percent": 100}},
             script=_barge_in(question),
         )
+    if name == "buttons":
+        return Scenario(opening=False, script=_buttons(question))
     if name == "question":
         return Scenario()
     raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")

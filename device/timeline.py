@@ -28,6 +28,8 @@ TALK_RELEASED = "talk button released"
 USER_TRANSCRIPT = "user transcript"
 IDLE_TIMEOUT = "server idle timeout"
 REPLY_ENDED_EARLY = "reply ended early"
+MIC_MUTED = "microphone muted"
+MIC_UNMUTED = "microphone unmuted"
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from device import timeline as tl
 from device.app import Daemon
 from device.config import load_config, with_overrides
 from device.controls import volume_gain
-from device.demo import shipped_question
+from device.demo import run_conversation, shipped_question
+from device.demo_listen import scenario
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from device.state import State
+from device.trace import read_trace
 from device.ui import earcons
 from device.ui.leds import GREEN
 from hw.factory import HardwareRequest, build_fake
@@ -249,3 +252,39 @@ def test_volume_buttons_step_the_volume_and_it_survives_a_restart(tmp_path: Path
         return daemon
 
     assert asyncio.run(restart()).controls.volume_percent == 80
+
+
+def test_the_buttons_demo_scenario_mutes_unmutes_and_answers_after_a_press(
+    tmp_path: Path,
+) -> None:
+    """``edgevoice demo --scenario buttons``: in wake-word mode, the wake word and the
+    question said while muted leave nothing on the wire; after unmuting, a single press
+    opens the turn the question is then answered in, without the wake word."""
+    config = with_overrides(load_config(None), link={"disclosure": ""},
+                            listen={"mode": "wake_word"})  # fmt: skip
+    trace_path = tmp_path / "trace.jsonl"
+    plan = scenario("buttons", shipped_question())
+    result = asyncio.run(
+        run_conversation(
+            config,
+            shipped_question(),
+            tmp_path / "reply.wav",
+            trace_path=trace_path,
+            speed=SPEED,
+            timeout_s=40.0,
+            scenario=plan,
+        )
+    )
+    trace = read_trace(trace_path)
+    marks = {m.name: m.at_s for m in result.timeline.marks}
+    muted_s, unmuted_s = marks[tl.MIC_MUTED], marks[tl.MIC_UNMUTED]
+    appends = [line["t"] for line in trace if line["dir"] == "sent"
+               and line["event"]["type"] == "input_audio_buffer.append"]  # fmt: skip
+    assert muted_s < unmuted_s
+    assert result.chunks_dropped_muted > 50  # the wake word and the question were heard
+    assert appends and not [t for t in appends if t < unmuted_s]
+    assert result.wake_words == 0  # the turn was opened by the press
+    assert result.replies == 1 and result.reply_audio_s > 1.0
+    for line in trace:
+        check = client_problems if line["dir"] == "sent" else server_problems
+        assert check(line["event"]) == []
