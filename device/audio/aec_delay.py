@@ -56,11 +56,14 @@ class DelayEstimator:
         while nfft < self._win + self._win + self._max_lag:
             nfft *= 2
         self._nfft = nfft
+        self._mean_of_q: Real = np.full(self._q, 1.0 / self._q)
         self.reset()
 
     def reset(self) -> None:
-        self._ref: Real = np.zeros(2 * self._hist_len)
-        self._mic: Real = np.zeros(2 * self._hist_len)
+        # Row 0 the microphone, row 1 the reference, each history stored twice over
+        # so that the last window is one contiguous slice.
+        self._hist: Real = np.zeros((2, 2 * self._hist_len))
+        self._segs: Real = np.zeros((2, self._nfft))
         self._pos = 0
         self._blocks = 0
         self._active_blocks = 0
@@ -69,15 +72,14 @@ class DelayEstimator:
         self.delay_frames: int | None = None
         self.confidence = 0.0
 
-    def push(self, mic: Real, ref: Real, ref_active: bool) -> bool:
-        """Store one block; returns True when this call changed :attr:`delay_frames`."""
-        n = mic.shape[0]
+    def push(self, mic_ref: Real, ref_active: bool) -> bool:
+        """Store one block, given as rows (microphone, reference); returns True when
+        this call changed :attr:`delay_frames`."""
+        n = mic_ref.shape[1]
         p = self._pos
         h = self._hist_len
-        self._ref[p : p + n] = ref
-        self._ref[p + h : p + h + n] = ref
-        self._mic[p : p + n] = mic
-        self._mic[p + h : p + h + n] = mic
+        self._hist[:, p : p + n] = mic_ref
+        self._hist[:, p + h : p + h + n] = mic_ref
         self._pos = (p + n) % h
         self._blocks += 1
         if ref_active:
@@ -95,14 +97,14 @@ class DelayEstimator:
     def _update(self) -> bool:
         q, h = self._q, self._hist_len
         start = self._pos  # oldest sample of the history, in the doubled buffer
-        ref = self._ref[start : start + h].reshape(-1, q).mean(axis=1)
-        mic = self._mic[start : start + h].reshape(-1, q).mean(axis=1)
-        mic_seg = np.zeros(self._nfft)
-        mic_seg[: self._win] = mic[-self._win :]
-        ref_seg = np.zeros(self._nfft)
+        # Both signals at the analysis rate: the mean of each group of q samples.
+        low = self._hist[:, start : start + h].reshape(2, -1, q) @ self._mean_of_q
+        segs = self._segs  # zero beyond the parts written here
+        segs[0, : self._win] = low[0, -self._win :]
         span = self._win + self._max_lag
-        ref_seg[:span] = ref[-span:]
-        cross = rfft(ref_seg) * rfft(mic_seg).conj()
+        segs[1, :span] = low[1, -span:]
+        spectra = rfft(segs)
+        cross = spectra[1] * spectra[0].conj()
         if self._cross is None:
             self._cross = cross
         else:

@@ -12,8 +12,7 @@ the public functions are used. Either way the results are identical.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,16 +20,29 @@ import numpy.typing as npt
 Real = npt.NDArray[np.float64]
 Spectrum = npt.NDArray[np.complex128]
 
-RfftFn = Callable[[Real], Spectrum]
-IrfftFn = Callable[[Spectrum, int], Real]
+
+class RfftFn(Protocol):
+    def __call__(self, x: Real, out: Spectrum | None = None) -> Spectrum: ...
 
 
-def _public_rfft(x: Real) -> Spectrum:
-    return np.fft.rfft(x, axis=-1)
+class IrfftFn(Protocol):
+    def __call__(self, spectrum: Spectrum, n: int, out: Real | None = None) -> Real: ...
 
 
-def _public_irfft(spectrum: Spectrum, n: int) -> Real:
-    return np.fft.irfft(spectrum, n, axis=-1)
+def _public_rfft(x: Real, out: Spectrum | None = None) -> Spectrum:
+    spectrum = np.fft.rfft(x, axis=-1)
+    if out is None:
+        return spectrum
+    out[...] = spectrum
+    return out
+
+
+def _public_irfft(spectrum: Spectrum, n: int, out: Real | None = None) -> Real:
+    signal = np.fft.irfft(spectrum, n, axis=-1)
+    if out is None:
+        return signal
+    out[...] = signal
+    return out
 
 
 def _kernels() -> tuple[RfftFn, IrfftFn]:
@@ -44,14 +56,16 @@ def _kernels() -> tuple[RfftFn, IrfftFn]:
     empty = np.empty
     complex128 = np.complex128
 
-    def rfft(x: Real) -> Spectrum:
+    def rfft(x: Real, out: Spectrum | None = None) -> Spectrum:
         # Only even lengths reach here: every block size is 2 x a 10 ms frame.
-        out: Spectrum = empty((*x.shape[:-1], x.shape[-1] // 2 + 1), dtype=complex128)
+        if out is None:
+            out = empty((*x.shape[:-1], x.shape[-1] // 2 + 1), dtype=complex128)
         rfft_even(x, 1.0, out=out)
         return out
 
-    def irfft(spectrum: Spectrum, n: int) -> Real:
-        out: Real = empty((*spectrum.shape[:-1], n))
+    def irfft(spectrum: Spectrum, n: int, out: Real | None = None) -> Real:
+        if out is None:
+            out = empty((*spectrum.shape[:-1], n))
         irfft_kernel(spectrum, 1.0 / n, out=out)
         return out
 
@@ -66,25 +80,31 @@ def _kernels() -> tuple[RfftFn, IrfftFn]:
 
 rfft, irfft = _kernels()
 """``rfft(x)`` along the last axis of an even-length float64 array, and
-``irfft(spectrum, n)`` back to ``n`` real samples."""
+``irfft(spectrum, n)`` back to ``n`` real samples; ``out=`` writes into a
+preallocated array of the result's shape, so the 10 ms loop allocates nothing."""
 
 
-def _vecdot_kernel() -> Callable[[Spectrum, Spectrum], Spectrum]:
+class ConjDotFn(Protocol):
+    def __call__(self, a: Spectrum, b: Spectrum, out: Spectrum) -> Spectrum: ...
+
+
+def _vecdot_kernel() -> ConjDotFn:
     vecdot: Any = getattr(np, "vecdot", None)  # numpy >= 2.0
     if vecdot is not None:
 
-        def fast(a: Spectrum, b: Spectrum) -> Spectrum:
-            out: Spectrum = vecdot(a, b, axis=0)
-            return out
+        def fast(a: Spectrum, b: Spectrum, out: Spectrum) -> Spectrum:
+            result: Spectrum = vecdot(a, b, axis=0, out=out)
+            return result
 
         return fast
 
-    def portable(a: Spectrum, b: Spectrum) -> Spectrum:
-        out: Spectrum = np.einsum("kf,kf->f", a.conj(), b)
-        return out
+    def portable(a: Spectrum, b: Spectrum, out: Spectrum) -> Spectrum:
+        result: Spectrum = np.einsum("kf,kf->f", a.conj(), b, out=out)
+        return result
 
     return portable
 
 
 conj_dot = _vecdot_kernel()
-"""``conj_dot(a, b)``: sum over the first axis of ``conj(a) * b``, one value per bin."""
+"""``conj_dot(a, b, out)``: sum over the first axis of ``conj(a) * b``, one value per
+bin, written into ``out``."""

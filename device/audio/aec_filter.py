@@ -88,6 +88,15 @@ class TwoPathFilter:
         self._psi: Real = np.zeros(f)
         self._pad: Real = np.zeros(2 * n)
         self._e_bg: Real = np.zeros(n)
+        # Work buffers, reused every block so that the 10 ms loop allocates little.
+        self._spec: Complex = np.zeros(f, dtype=np.complex128)
+        self._err: Complex = np.zeros(f, dtype=np.complex128)
+        self._y2: Complex = np.zeros((2, f), dtype=np.complex128)
+        self._yt: Real = np.zeros((2, 2 * n))
+        self._e2: Real = np.zeros((2, n))
+        self._gain: Real = np.zeros((k, f))
+        self._step: Complex = np.zeros((k, f), dtype=np.complex128)
+        self._w_time: Real = np.zeros((k, 2 * n))
         self.delay_blocks = 0
         self._frames = 0
         self._active = 0
@@ -125,40 +134,36 @@ class TwoPathFilter:
         np.maximum(self._var, self._prior * (4.0 * scale), out=self._var)
         self.delay_blocks = blocks
 
-    def process(self, mic: Real, ref: Real) -> tuple[Real, Real]:
-        """One block: returns (error, echo estimate) of the foreground filter."""
+    def process(self, mic: Real, ref: Real, ref_energy: float) -> tuple[Real, Real]:
+        """One block and its reference's energy (``ref @ ref``): returns (error, echo
+        estimate) of the foreground filter, views of work buffers valid until the
+        next call."""
         n, k = self._n, self._k
         x2 = self._x2
         x2[:n] = x2[n:]
         x2[n:] = ref
-        spec = rfft(x2)
-        parts = spec.view(np.float64)
-        power = np.einsum("ij,ij->i", parts.reshape(-1, 2), parts.reshape(-1, 2))
+        spec = rfft(x2, out=self._spec)
         h = self._head - 1 if self._head > 0 else self._ring_len - 1
         self._head = h
-        xc = spec.conj()
         ring_len = self._ring_len
-        self._xc_ring[h] = xc
+        xc = np.conjugate(spec, out=self._xc_ring[h])
         self._xc_ring[h + ring_len] = xc
+        power = (spec * xc).real
         self._p_ring[h] = power
         self._p_ring[h + ring_len] = power
         start = h + self.delay_blocks
         xv = self._xc_ring[start : start + k]
         pv = self._p_ring[start : start + k]
 
-        y2 = np.empty((2, self._bins), dtype=np.complex128)
-        y2[0] = conj_dot(xv, self.w_fg)
-        y2[1] = conj_dot(xv, self.w_bg)
-        yt = irfft(y2, 2 * n)
-        y_fg = yt[0, n:]
-        y_bg = yt[1, n:]
-        e_fg = mic - y_fg
-        e_bg = mic - y_bg
-        out = self._two_path(e_fg, e_bg, y_fg, y_bg)
+        y2 = self._y2
+        conj_dot(xv, self.w_fg, y2[0])
+        conj_dot(xv, self.w_bg, y2[1])
+        y = irfft(y2, 2 * n, out=self._yt)[:, n:]
+        e2 = np.subtract(mic, y, out=self._e2)
+        out = self._two_path(e2[0], e2[1], y[0], y[1])
         self._frames += 1
-        sxx = float(ref @ ref)
-        if sxx > 1e-6 * n:
-            self._adapt(mic, sxx, xv, pv)
+        if ref_energy > 1e-6 * n:
+            self._adapt(mic, ref_energy, xv, pv)
         return out
 
     def _two_path(self, e_fg: Real, e_bg: Real, y_fg: Real, y_bg: Real) -> tuple[Real, Real]:
@@ -215,21 +220,25 @@ class TwoPathFilter:
             np.maximum(var, self._prior * (4.0 * self._mic_energy / self._ref_energy), out=var)
         pad = self._pad
         pad[n:] = self._e_bg
-        err = rfft(pad)
-        parts = err.view(np.float64).reshape(-1, 2)
-        pe = np.einsum("ij,ij->i", parts, parts)
+        err = rfft(pad, out=self._err)
+        pe = (err * err.conj()).real
         # Predicted error power explained by coefficient uncertainty; the rest is
         # what no filter can predict (near-end speech, noise).
         explained = np.einsum("kf,kf->f", var, pv)
         psi = pe - explained
         np.maximum(psi, 0.5 * self._psi, out=psi)
         self._psi = psi
-        gain = var / (explained + 2.0 * psi + 1e-10)
-        self.w_bg += xv * (gain * err)
-        shrink = gain * pv
-        shrink *= -0.5 * cfg.forgetting
-        shrink += cfg.forgetting
-        var *= shrink
+        den = 2.0 * psi
+        den += explained
+        den += 1e-10
+        gain = np.divide(var, den, out=self._gain)
+        step = np.multiply(gain, err, out=self._step)
+        step *= xv
+        self.w_bg += step
+        gain *= pv
+        gain *= -0.5 * cfg.forgetting
+        gain += cfg.forgetting
+        var *= gain
         if self._frames % cfg.noise_every == 0:
             v = self.w_bg
             # Process noise: the echo path may move, more so while the filter is
@@ -237,6 +246,6 @@ class TwoPathFilter:
             q = cfg.noise_every * ((1.0 - cfg.forgetting) + cfg.relearn * self.misadjustment)
             var += q * (v.real * v.real + v.imag * v.imag)
         if self._frames % cfg.constrain_every == 0:
-            w = irfft(self.w_bg, 2 * n)
+            w = irfft(self.w_bg, 2 * n, out=self._w_time)
             w[:, n:] = 0.0
-            self.w_bg[:] = rfft(w)
+            rfft(w, out=self.w_bg)

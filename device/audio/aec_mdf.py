@@ -70,6 +70,8 @@ class MdfCanceller:
             else None
         )
         self._active_threshold = _REF_ACTIVE_RMS * _REF_ACTIVE_RMS * n
+        self._mic_ref: Real = np.zeros((2, n))  # this frame as float: microphone, reference
+        self._rounded: Real = np.zeros(n)
 
     @property
     def delay_ms(self) -> float:
@@ -85,15 +87,18 @@ class MdfCanceller:
 
     def process(self, mic: Pcm, reference: Pcm) -> Pcm:
         check_frames(mic, reference, self.frame_frames, self.rate_hz)
-        d = mic.astype(np.float64)
-        x = reference.astype(np.float64)
+        mic_ref = self._mic_ref
+        mic_ref[0] = mic
+        mic_ref[1] = reference
+        d, x = mic_ref
+        sxx = float(x @ x)
         if self._delay is not None:
-            active = float(x @ x) > self._active_threshold
-            if self._delay.push(d, x, active) and self._delay.delay_frames is not None:
+            active = sxx > self._active_threshold
+            if self._delay.push(mic_ref, active) and self._delay.delay_frames is not None:
                 self._align(self._delay.delay_frames)
-        err, echo = self._filter.process(d, x)
+        err, echo = self._filter.process(d, x, sxx)
         out = err if self._res is None else self._res.process(err, echo, self._filter.misadjustment)
-        out = np.rint(out)
+        out = np.rint(out, out=self._rounded)
         np.maximum(out, -32768.0, out=out)
         np.minimum(out, 32767.0, out=out)
         return out.astype(np.int16)

@@ -72,6 +72,12 @@ class ResidualSuppressor:
         self._bins = n + 1
         self._bandsum: Real = _band_matrix(self._bins, cfg.bands)
         self._band_of_bin: Real = self._bandsum.T.copy()
+        self._neg_band_of_bin: Real = -cfg.over_subtraction * self._band_of_bin
+        # The band gate exp(clip(slope (hi - 10 log10 r), log floor, 0)) written as
+        # clip(scale r**power, floor, 1): one power instead of a log and an exp.
+        slope = float(np.log(cfg.floor)) / (cfg.gate_hi_db - cfg.gate_lo_db)
+        self._gate_power = -10.0 * slope / float(np.log(10.0))
+        self._gate_scale = float(np.exp(slope * cfg.gate_hi_db))
         self._nb = self._bandsum.shape[1]
         self._win: Real = np.sqrt(0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * n) / (2 * n)))
         # The gain is applied zero-phase to [previous block, block]; the circular
@@ -79,7 +85,10 @@ class ResidualSuppressor:
         # previous block fades in from zero.
         taper = 0.5 - 0.5 * np.cos(np.pi * np.arange(n) / n)
         self._windows: Real = np.stack((self._win, self._win, np.concatenate((taper, np.ones(n)))))
-        self._log_floor = float(np.log(cfg.floor))
+        # Work buffers, reused every block.
+        self._windowed: Real = np.zeros((3, 2 * n))
+        self._spec: npt.NDArray[np.complex128] = np.zeros((3, self._bins), dtype=np.complex128)
+        self._out: Real = np.zeros(2 * n)
         self._log_leak_min = float(np.log10(cfg.leak_min))
         self._log_leak_max = float(np.log10(cfg.leak_max))
         self.reset()
@@ -87,9 +96,10 @@ class ResidualSuppressor:
     def reset(self) -> None:
         n, f, nb = self._n, self._bins, self._nb
         self._buf: Real = np.zeros((3, 2 * n))
+        # Smoothed power of the error (row 0) and of the held echo estimate (row 1).
         self._pair: Real = np.zeros((2, f))
-        self._se: Real = np.zeros(f)
-        self._sy: Real = np.zeros(f)
+        self._se: Real = self._pair[0]
+        self._sy: Real = self._pair[1]
         self._hold: Real = np.zeros(f)
         self._mean_e: Real = np.zeros(nb)
         self._mean_y: Real = np.zeros(nb)
@@ -105,38 +115,43 @@ class ResidualSuppressor:
         buf[0, n:] = err
         buf[1, n:] = echo
         buf[2, n:] = err
-        spec = rfft(buf * self._windows)
-        parts = spec[:2].view(np.float64).reshape(2, f, 2)
-        pw = np.einsum("ijk,ijk->ij", parts, parts)
+        spec = rfft(np.multiply(buf, self._windows, out=self._windowed), out=self._spec)
+        two = spec[:2]
+        pw = (two * two.conj()).real
         cfg = self.cfg
-        self._se += 0.5 * (pw[0] - self._se)
         hold = self._hold
         hold *= cfg.echo_hold
         np.maximum(hold, pw[1], out=hold)
-        self._sy += 0.5 * (hold - self._sy)
+        pw[1] = hold
+        # Both rows at once: se += 0.5 (pw - se), sy += 0.5 (hold - sy).
         pair = self._pair
-        pair[0] = self._se
-        pair[1] = self._sy
+        pw -= pair
+        pw *= 0.5
+        pair += pw
         both = pair @ self._bandsum
-        band_e = both[0] + 1e-10
-        band_y = both[1] + 1e-10
-        if float(band_y.sum()) <= 1e-9 * float(band_e.sum()):
+        both += 1e-10
+        band_e = both[0]
+        band_y = both[1]
+        totals = both.sum(axis=1)
+        if float(totals[1]) <= 1e-9 * float(totals[0]):
             self.gain = np.ones(f)
             return err.copy()
         leak = self._update_leak(band_e, band_y, misadjustment)
-        resid = (leak @ self._band_of_bin) * self._sy
-        gain = resid / (self._se + 1e-10)
-        gain *= -cfg.over_subtraction
+        gain = leak @ self._neg_band_of_bin  # -over_subtraction x leak, per bin
+        gain *= self._sy
+        gain /= self._se + 1e-10
         gain += 1.0
         # Band gate: a band whose error is within a few dB of its residual echo
         # estimate holds no voice worth keeping and goes to the floor; one well
-        # above it (the user talking) is left to the gentle per-bin gain.
-        ratio_db = 10.0 * np.log10(band_e / (band_y * leak))
-        # Fraction of the way from gate closed (0) to open (1), as a log gain.
-        shut = (cfg.gate_hi_db - ratio_db) * (self._log_floor / (cfg.gate_hi_db - cfg.gate_lo_db))
-        np.maximum(shut, self._log_floor, out=shut)
-        np.minimum(shut, 0.0, out=shut)
-        gain *= np.exp(shut) @ self._band_of_bin
+        # above it (the user talking) is left to the gentle per-bin gain. The gate
+        # opens in log gain from the floor at gate_lo_db to 1 at gate_hi_db.
+        gate = band_y * leak
+        np.divide(band_e, gate, out=gate)
+        np.power(gate, self._gate_power, out=gate)
+        gate *= self._gate_scale
+        np.maximum(gate, cfg.floor, out=gate)
+        np.minimum(gate, 1.0, out=gate)
+        gain *= gate @ self._band_of_bin
         np.maximum(gain, cfg.floor, out=gain)
         np.minimum(gain, 1.0, out=gain)
         self.gain = gain
@@ -150,13 +165,15 @@ class ResidualSuppressor:
         cfg = self.cfg
         rise = (cfg.leak_rise_db + cfg.leak_rise_fast_db * min(1.0, misadjustment / 0.1)) / 10.0
         log_leak = self._log_leak
-        step = np.log10(band_e / band_y) - log_leak
+        step = np.log10(band_e / band_y)
+        keep = step < 3.0  # no echo estimate (under 1e-3 of the error): keep the leak
+        step -= log_leak
         up = np.maximum(step, 0.0)
         np.minimum(up, rise, out=up)
         np.minimum(step, 0.0, out=step)
         step *= 0.3
         step += up
-        step *= band_y > 1e-3 * band_e  # bands without an echo estimate keep theirs
+        step *= keep
         log_leak += step
         np.maximum(log_leak, self._log_leak_min, out=log_leak)
         np.minimum(log_leak, self._log_leak_max, out=log_leak)
@@ -168,5 +185,6 @@ class ResidualSuppressor:
         if float(gain.min()) > 0.999:
             out: Real = self._buf[2, n:].copy()
             return out
-        res: Real = irfft(block * gain, 2 * n)[n:]
+        block *= gain
+        res: Real = irfft(block, 2 * n, out=self._out)[n:]
         return res

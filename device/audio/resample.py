@@ -9,11 +9,25 @@ filter worth hand-writing here.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import soxr
 
 from device.audio.frames import Pcm, check_mono_pcm, float_to_pcm, pcm_to_float
 
 QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ")
+_FULL_SCALE = 32768.0
+
+
+def _finite_float32_to_pcm(x: npt.NDArray[np.float32]) -> Pcm:
+    """:func:`float_to_pcm` for what libsoxr returns from int16 input: never NaN, so
+    the NaN guard is skipped, and float32 throughout (scaling by 2**15 and rounding
+    are exact in float32), which gives the same samples for a fraction of the cost
+    on every 10 ms frame."""
+    scaled = np.multiply(x, np.float32(_FULL_SCALE))
+    np.rint(scaled, out=scaled)
+    np.maximum(scaled, np.float32(-_FULL_SCALE), out=scaled)
+    np.minimum(scaled, np.float32(_FULL_SCALE - 1.0), out=scaled)
+    return scaled.astype(np.int16)
 
 
 def _check_rate(name: str, rate_hz: int) -> None:
@@ -71,7 +85,7 @@ class StreamResampler:
         out = self._stream.resample_chunk(pcm_to_float(samples), last=last)
         if last:
             self._stream.clear()
-        return float_to_pcm(np.asarray(out, dtype=np.float32).reshape(-1))
+        return _finite_float32_to_pcm(np.asarray(out, dtype=np.float32).reshape(-1))
 
     def reset(self) -> None:
         """Forget the filter history, e.g. after an xrun or between utterances, so the

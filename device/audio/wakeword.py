@@ -92,7 +92,12 @@ class WakeWordDetector:
         self.phrase = phrase
         self.rate_hz = rate_hz
         self._features = _package().MicroWakeWordFeatures()
-        self._resampler = StreamResampler(rate_hz, MODEL_RATE_HZ, quality="LQ")
+        # At the model's own rate the frame goes in as it is (no copy, no filter).
+        self._resampler = (
+            StreamResampler(rate_hz, MODEL_RATE_HZ, quality="LQ")
+            if rate_hz != MODEL_RATE_HZ
+            else None
+        )
         self._refractory_frames = round(refractory_s * 1000 / FRAME_MS)
         self._deaf_frames = 0
         self.detections = 0
@@ -103,7 +108,8 @@ class WakeWordDetector:
         word ended in it (and the detector was not deaf from the last one)."""
         check_mono_pcm(frame, "frame")
         fired = False
-        audio = pcm_to_bytes(self._resampler.process(frame))
+        pcm = frame if self._resampler is None else self._resampler.process(frame)
+        audio = pcm_to_bytes(pcm)
         for features in self._features.process_streaming(audio):
             probability = self.model.process_streaming_prob(features) or 0.0
             self.last_probability = probability
