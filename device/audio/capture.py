@@ -128,7 +128,7 @@ class CapturePipeline:
             if self.far_end_ms < AEC_WARMUP_MS and _rms(ref) > FAR_END_RMS:
                 self.far_end_ms += VAD_FRAME_MS
             clean = self.canceller.process(frame, ref)
-            out = self._gate.process(clean)
+            out = self._gate.process(clean, mic=frame)
             self.speech_frames += out.is_speech
             result.taps.append(Tap(frame, clean, out.is_speech))
             if out.closed and self._tail_frames:

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+import numpy as np
 import webrtcvad
 
 from device.audio.frames import Pcm, check_mono_pcm, frames_for_ms, pcm_to_bytes
@@ -25,8 +27,21 @@ VAD_RATES_HZ = (8000, 16000, 32000, 48000)
 VAD_FRAME_MS = (10, 20, 30)
 """Frame durations webrtcvad accepts."""
 
+RESET_SETTLE_MS = 300
+"""Longest a reset gate ignores the speech that was going on when it was reset."""
+
 SpeechClassifier = Callable[[bytes, int], bool]
 """(little-endian PCM16 frame, rate_hz) -> whether the frame holds speech."""
+
+
+@runtime_checkable
+class EchoAware(Protocol):
+    """A classifier that can be told how much echo the canceller removed from the next
+    frame, so the residual the canceller left of the device's voice is not speech."""
+
+    def hear_echo(self, echo_power: float) -> None:
+        """Mean power per sample (full scale 1.0) of the echo removed from the next frame."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +89,9 @@ class VadGate:
     - While open, emits every frame.
     - Closes after ``hangover_ms`` of consecutive non-speech frames; the frame that
       completes the hangover is still emitted.
+    - After :meth:`reset`, speech already going on (the rest of a wake word, the
+      device's own echo that held the gate open) does not open it again: the gate
+      first waits for a non-speech frame, for at most ``RESET_SETTLE_MS``.
 
     The pre-roll ring is bounded and is emptied when the gate opens, so no frame
     is ever emitted twice.
@@ -108,11 +126,13 @@ class VadGate:
         self._classify: SpeechClassifier = (
             classifier if classifier is not None else webrtcvad.Vad(aggressiveness).is_speech
         )
+        self._echo_aware = self._classify if isinstance(self._classify, EchoAware) else None
         self._ring: deque[Pcm] = deque(maxlen=self._pre_roll_frames)
         self._is_open = False
         self._speech_run_frames = 0
         self._silence_run_frames = 0
         self._frames_seen = 0
+        self._settle_frames = 0
 
     @property
     def rate_hz(self) -> int:
@@ -141,14 +161,24 @@ class VadGate:
         """Frames processed since creation or the last reset."""
         return self._frames_seen
 
-    def process(self, frame: Pcm) -> GateOutput:
-        """Classify one frame and decide what to stream."""
+    def process(self, frame: Pcm, *, mic: Pcm | None = None) -> GateOutput:
+        """Classify one frame and decide what to stream.
+
+        ``mic``: the same frame before echo cancellation. The difference is the echo
+        the canceller removed, which tells an :class:`EchoAware` classifier how loud
+        the device's own voice was and so how much of it may be left in ``frame``.
+        """
         check_mono_pcm(frame, "frame")
         if frame.shape[0] != self._frame_frames:
             raise ValueError(
                 f"frame must be exactly {self._frame_frames} samples "
                 f"({self._frame_ms} ms at {self._rate_hz} Hz), got {frame.shape[0]}"
             )
+        if mic is not None and self._echo_aware is not None:
+            if mic.shape != frame.shape:
+                raise ValueError(f"mic must match frame's shape {frame.shape}, got {mic.shape}")
+            removed = mic.astype(np.float64) - frame
+            self._echo_aware.hear_echo(float(removed @ removed) / (removed.shape[0] * 32768.0**2))
         index = self._frames_seen
         self._frames_seen += 1
         is_speech = bool(self._classify(pcm_to_bytes(frame), self._rate_hz))
@@ -158,6 +188,11 @@ class VadGate:
         return self._while_closed(own, is_speech, index)
 
     def _while_closed(self, frame: Pcm, is_speech: bool, index: int) -> GateOutput:
+        if self._settle_frames and is_speech:
+            self._settle_frames -= 1  # still the speech that was going on at the reset
+            self._ring.append(frame)
+            return GateOutput([], is_speech, False, False, False, None)
+        self._settle_frames = 0
         self._speech_run_frames = self._speech_run_frames + 1 if is_speech else 0
         if self._speech_run_frames < self._start_frames:
             self._ring.append(frame)
@@ -182,6 +217,7 @@ class VadGate:
     def reset(self) -> None:
         """Close the gate and forget all history, e.g. when the mic is muted or a new
         session starts; the frame count restarts at zero."""
+        self._settle_frames = RESET_SETTLE_MS // self._frame_ms
         self._ring.clear()
         self._is_open = False
         self._speech_run_frames = 0

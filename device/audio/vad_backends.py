@@ -2,9 +2,10 @@
 
 Two backends, both streaming and stateful (call them once per frame, in order):
 
-- ``webrtc``: webrtcvad's verdict, kept only where the frame's voice-band energy
-  stands clear of a tracked noise floor, then smoothed with a short on/off
-  hysteresis. Raw webrtcvad fires on stationary noise; the floor guard stops that.
+- ``webrtc``: a fitted logistic score (``vad_features``) of webrtcvad's verdicts
+  in modes 0-2 and the frame's SNR in ten bands against each band's own
+  noise floor, with start/stop thresholds. Raw webrtcvad fires on stationary
+  noise and loses quiet syllables; the whitened SNR steadies both.
 - ``silero``: the Silero VAD network (the ONNX file shipped in the ``silero-vad``
   wheel) run by onnxruntime on 16 kHz audio, 512-sample windows carrying the
   network's state from one window to the next; each 10 ms frame gets the latest
@@ -16,6 +17,10 @@ the noise floor reached ``min_speech_dbfs`` within the last 300 ms. That keeps
 what the echo canceller leaves of the speaker's own voice (tens of dB below a
 user speaking to the device) from opening the gate; the price is that a talker
 much quieter than that at the mic is not heard (None turns the guard off).
+While the device speaks, the guard also learns the echo the canceller removed
+(``hear_echo``): speech cannot start unless the voice band stands within
+``ECHO_MARGIN_DB`` of that echo, so a canceller that leaves 30 dB of residual
+does not let the device hear itself, while a user 10 dB under the echo is heard.
 
 No clocks: time is counted in frames.
 """
@@ -24,19 +29,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections import deque
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soxr
-import webrtcvad
 
-from device.audio.vad import VAD_FRAME_MS, VAD_RATES_HZ, SpeechClassifier
+from device.audio.vad import VAD_FRAME_MS, SpeechClassifier
+from device.audio.vad_features import ANALYSIS_RATE_HZ, FRAME_SAMPLES, SpeechFeatures, score
+from device.audio.vad_guard import DEFAULT_MIN_SPEECH_DBFS, ECHO_MARGIN_DB, LevelGuard
 
 __all__ = [
     "DEFAULT_MIN_SPEECH_DBFS",
+    "ECHO_MARGIN_DB",
     "SILERO_INSTALL_HINT",
     "VAD_BACKENDS",
     "SileroClassifier",
@@ -54,10 +60,6 @@ SILERO_INSTALL_HINT = "pip install onnxruntime && pip install --no-deps silero-v
 """silero-vad declares torch as a dependency, but only its model file is used here."""
 _HINT = SILERO_INSTALL_HINT
 
-DEFAULT_MIN_SPEECH_DBFS = -38.0
-"""Loudest voice-band level above the noise floor, within the last 300 ms, that a
-frame needs before speech can start: 12 dB under a user at the nominal -26 dBFS."""
-
 SILERO_RATE_HZ = 16000
 SILERO_WINDOW = 512
 """Samples per network step at 16 kHz (32 ms)."""
@@ -66,86 +68,10 @@ _SILERO_CONTEXT = 64
 _SILERO_MODEL = "silero_vad.onnx"
 
 _FULL_SCALE = 32768.0
-_SILENCE_DB = -100.0
-_BAND_HZ = (250.0, 4000.0)
-"""Voice band for the energy guard; below it sits most room and pink noise."""
-_FLOOR_BLOCK_FRAMES = 10
-_FLOOR_BLOCKS = 15
-"""Noise floor = lowest smoothed frame energy of the last 15 blocks of 100 ms."""
-_LOUD_FRAMES = 30
-"""How far back (10 ms frames) the level guard looks for a loud enough frame."""
 
 
 class VadUnavailable(Exception):
     """A backend's optional packages are not installed; the message says what to install."""
-
-
-def _db(power: float) -> float:
-    return 10.0 * float(np.log10(power)) if power > 1e-10 else _SILENCE_DB
-
-
-class _LevelGuard:
-    """Voice-band energy of each frame against a minimum-statistics noise floor.
-
-    After ``update``: ``snr_db`` is the smoothed voice-band energy over the floor,
-    ``loud`` whether the part above the floor reached ``min_speech_dbfs`` within
-    the last ``_LOUD_FRAMES`` frames (always true when that is None).
-    """
-
-    def __init__(self, rate_hz: int, frame_samples: int, min_speech_dbfs: float | None) -> None:
-        self._nfft = 1 << (frame_samples - 1).bit_length()
-        freqs = np.fft.rfftfreq(self._nfft, 1.0 / rate_hz)
-        self._band = (freqs >= _BAND_HZ[0]) & (freqs <= _BAND_HZ[1])
-        # Parseval: twice the one-sided band energy over nfft is the band's share of
-        # the frame's energy; divided by its length, of its mean power per sample.
-        self._scale = 2.0 / (self._nfft * frame_samples)
-        self._min_power = None if min_speech_dbfs is None else 10.0 ** (min_speech_dbfs / 10.0)
-        self._recent: deque[float] = deque(maxlen=3)
-        self._block_min = float("inf")
-        self._block_frames = 0
-        self._blocks: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
-        self._since_loud = _LOUD_FRAMES
-        self.snr_db = 0.0
-        self.loud = min_speech_dbfs is None
-
-    def update(self, samples: npt.NDArray[np.float32]) -> None:
-        spectrum = np.fft.rfft(samples, self._nfft)
-        power = float(np.sum(np.abs(spectrum[self._band]) ** 2)) * self._scale
-        self._recent.append(power)
-        smooth = sum(self._recent) / len(self._recent)
-        self._block_min = min(self._block_min, smooth)
-        self._block_frames += 1
-        if self._block_frames == _FLOOR_BLOCK_FRAMES:
-            self._blocks.append(self._block_min)
-            self._block_min = float("inf")
-            self._block_frames = 0
-        floor = min(min(self._blocks, default=smooth), self._block_min)
-        self.snr_db = _db(smooth) - _db(floor)
-        if self._min_power is not None:
-            loud_now = smooth - floor >= self._min_power
-            self._since_loud = 0 if loud_now else self._since_loud + 1
-            self.loud = self._since_loud < _LOUD_FRAMES
-
-
-class _Hysteresis:
-    """On once ``on_frames`` of the last ``window`` frames were candidates (and the
-    level guard allows a start); off after ``off_frames`` non-candidates in a row."""
-
-    def __init__(self, window: int, on_frames: int, off_frames: int) -> None:
-        self._recent: deque[bool] = deque(maxlen=window)
-        self._on_frames = on_frames
-        self._off_frames = off_frames
-        self._quiet = 0
-        self.active = False
-
-    def update(self, candidate: bool, may_start: bool) -> bool:
-        self._recent.append(candidate)
-        self._quiet = 0 if candidate else self._quiet + 1
-        if self.active:
-            self.active = self._quiet < self._off_frames
-        else:
-            self.active = may_start and sum(self._recent) >= self._on_frames
-        return self.active
 
 
 class _Rate:
@@ -157,11 +83,12 @@ class _Rate:
         if rate_hz % 100:
             raise ValueError(f"rate_hz={rate_hz} has no whole-sample 10 ms frame")
         self.rate_hz = rate_hz
+        self._frame_bytes = {2 * ms * rate_hz // 1000 for ms in VAD_FRAME_MS}
 
     def check(self, rate_hz: int, frame: bytes) -> None:
         if rate_hz != self.rate_hz:
             raise ValueError(f"classifier built for {self.rate_hz} Hz got a {rate_hz} Hz frame")
-        if len(frame) % 2 or len(frame) // 2 * 1000 not in [ms * rate_hz for ms in VAD_FRAME_MS]:
+        if len(frame) not in self._frame_bytes:
             raise ValueError(
                 f"a frame must be 10, 20 or 30 ms of PCM16 at {rate_hz} Hz, got {len(frame)} bytes"
             )
@@ -193,6 +120,13 @@ class _Frames10ms:
         self._pending = samples[usable:].copy()
         return [samples[i : i + self._step] for i in range(0, usable, self._step)]
 
+    def pcm(self, frame: bytes) -> list[bytes]:
+        """The same chunks as PCM16 bytes; at the analysis rate, slices of ``frame``."""
+        if self._stream is None:
+            step = 2 * self._step
+            return [frame[i : i + step] for i in range(0, len(frame), step)]
+        return [_to_pcm16(chunk) for chunk in self(frame)]
+
 
 def _to_pcm16(samples: npt.NDArray[np.float32]) -> bytes:
     scaled = np.clip(np.rint(samples * _FULL_SCALE), -32768, 32767)
@@ -200,39 +134,72 @@ def _to_pcm16(samples: npt.NDArray[np.float32]) -> bytes:
     return data
 
 
-class WebrtcClassifier:
-    """webrtcvad behind a noise-floor guard, with a short on/off hysteresis.
+_AGGRESSIVENESS_STEP = 1.5
+"""Per step of ``aggressiveness``: log-odds added to both score thresholds."""
 
-    A 10 ms frame is a candidate when webrtcvad calls it speech and its voice-band
-    energy stands ``margin_db`` over the noise floor; speech starts once ``on_frames``
-    of the last ``window`` frames were candidates and ends after ``off_frames``
-    non-candidates in a row. Rates webrtcvad does not take (44100, 24000 Hz, ...)
-    are resampled to 16 kHz first.
+
+class WebrtcClassifier:
+    """The fitted speech score of ``vad_features`` with start/stop thresholds.
+
+    Speech starts on the first frame whose score (log-odds) reaches
+    ``start_score`` while the level guard allows it and the voice band stands
+    ``start_snr_db`` over its noise floor (loud stationary noise, whose score
+    wanders, then stays out), and ends after
+    ``stop_frames`` frames in a row score under ``stop_score``. ``aggressiveness``
+    (webrtcvad's 0..3 scale) moves both thresholds: 0 keeps the most speech (starts
+    on the least evidence, holds longest), 3 the least; 2 is the fitted setting.
+    Other rates are resampled to 16 kHz first.
     """
 
-    def __init__(self, rate_hz: int, *, aggressiveness: int = 2, margin_db: float = 5.0,
-                 min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS,
-                 window: int = 3, on_frames: int = 2, off_frames: int = 18) -> None:
+    def __init__(
+        self,
+        rate_hz: int,
+        *,
+        aggressiveness: int = 2,
+        min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS,
+        start_score: float = 1.0,
+        stop_score: float = -0.5,
+        stop_frames: int = 4,
+        start_snr_db: float = 5.0,
+    ) -> None:
         if isinstance(aggressiveness, bool) or aggressiveness not in range(4):
             raise ValueError(f"aggressiveness must be 0, 1, 2 or 3, got {aggressiveness!r}")
-        if not 1 <= on_frames <= window:
-            raise ValueError(f"on_frames must be 1..window={window}, got {on_frames}")
+        if stop_frames < 1:
+            raise ValueError(f"stop_frames must be at least 1, got {stop_frames}")
         self._rate = _Rate(rate_hz)
-        self._frames = _Frames10ms(rate_hz, VAD_RATES_HZ)
-        self._vad = webrtcvad.Vad(aggressiveness)
-        self._guard = _LevelGuard(self._frames.rate_hz, self._frames.rate_hz // 100,
-                                  min_speech_dbfs)
-        self._margin_db = margin_db
-        self._smooth = _Hysteresis(window, on_frames, off_frames)
+        self._frames = _Frames10ms(rate_hz, (ANALYSIS_RATE_HZ,))
+        self._features = SpeechFeatures()
+        self._guard = LevelGuard(ANALYSIS_RATE_HZ, FRAME_SAMPLES, min_speech_dbfs)
+        step = aggressiveness - 2  # 2 is the fitted setting
+        self._start = start_score + _AGGRESSIVENESS_STEP * step
+        self._stop = stop_score + _AGGRESSIVENESS_STEP * step
+        self._stop_frames = stop_frames
+        self._start_snr_db = start_snr_db
+        self._quiet = 0
+        self.active = False
+        self.score = 0.0
+        """The latest 10 ms frame's score."""
+
+    def hear_echo(self, echo_power: float) -> None:
+        """The mean power (full scale 1.0) the echo canceller removed from the next frame."""
+        self._guard.hear_echo(echo_power)
 
     def __call__(self, frame: bytes, rate_hz: int) -> bool:
         self._rate.check(rate_hz, frame)
-        for chunk in self._frames(frame):
-            self._guard.update(chunk)
-            raw = bool(self._vad.is_speech(_to_pcm16(chunk), self._frames.rate_hz))
-            candidate = raw and self._guard.snr_db >= self._margin_db
-            self._smooth.update(candidate, self._guard.loud)
-        return self._smooth.active
+        for chunk in self._frames.pcm(frame):
+            self.score = score(self._features.update(chunk))
+            self._guard.update_power(self._features.voice_power)
+            if self.active:
+                self._quiet = 0 if self.score >= self._stop else self._quiet + 1
+                self.active = self._quiet < self._stop_frames
+            else:
+                self.active = (
+                    self.score >= self._start
+                    and self._guard.loud
+                    and self._guard.snr_db >= self._start_snr_db
+                )
+                self._quiet = 0
+        return self.active
 
 
 def silero_model_path() -> Path:
@@ -275,12 +242,21 @@ class SileroClassifier:
     Speech never starts while the level guard finds nothing loud enough.
     """
 
-    def __init__(self, rate_hz: int, *, on_prob: float = 0.5, off_prob: float = 0.35,
-                 min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS,
-                 onset_snr_db: float | None = 6.0, confirm_frames: int = 8,
-                 cooldown_frames: int = 30, trim_snr_db: float | None = 3.0,
-                 trim_frames: int = 3, trim_prob: float = 0.8,
-                 model_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        rate_hz: int,
+        *,
+        on_prob: float = 0.5,
+        off_prob: float = 0.35,
+        min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS,
+        onset_snr_db: float | None = 6.0,
+        confirm_frames: int = 8,
+        cooldown_frames: int = 30,
+        trim_snr_db: float | None = 3.0,
+        trim_frames: int = 3,
+        trim_prob: float = 0.8,
+        model_path: Path | None = None,
+    ) -> None:
         ort = _onnxruntime()
         path = model_path if model_path is not None else silero_model_path()
         options = ort.SessionOptions()
@@ -292,7 +268,7 @@ class SileroClassifier:
         )
         self._rate = _Rate(rate_hz)
         self._frames = _Frames10ms(rate_hz, (SILERO_RATE_HZ,))
-        self._guard = _LevelGuard(SILERO_RATE_HZ, SILERO_RATE_HZ // 100, min_speech_dbfs)
+        self._guard = LevelGuard(SILERO_RATE_HZ, SILERO_RATE_HZ // 100, min_speech_dbfs)
         self._on_prob = on_prob
         self._off_prob = off_prob
         self._onset_snr_db = onset_snr_db
@@ -312,6 +288,10 @@ class SileroClassifier:
         self._near_floor = 0
         self.probability = 0.0
         """Speech probability of the latest network step."""
+
+    def hear_echo(self, echo_power: float) -> None:
+        """The mean power (full scale 1.0) the echo canceller removed from the next frame."""
+        self._guard.hear_echo(echo_power)
 
     def _step(self, window: npt.NDArray[np.float32]) -> float:
         x = np.concatenate((self._context, window))[np.newaxis, :]
@@ -349,8 +329,12 @@ class SileroClassifier:
             if self._trial_frames > self._confirm_frames or self._near_floor >= self._trim_frames:
                 self._mode = _QUIET
                 self._cooldown = self._cooldown_frames
-        elif (self._onset_snr_db is not None and self._cooldown == 0 and self._guard.loud
-              and self._guard.snr_db >= self._onset_snr_db):
+        elif (
+            self._onset_snr_db is not None
+            and self._cooldown == 0
+            and self._guard.loud
+            and self._guard.snr_db >= self._onset_snr_db
+        ):
             self._mode = _TENTATIVE
             self._trial_frames = 0
 
@@ -363,8 +347,13 @@ class SileroClassifier:
         return self._mode != _QUIET
 
 
-def make_classifier(name: str, rate_hz: int, *, aggressiveness: int = 2,
-                    min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS) -> SpeechClassifier:
+def make_classifier(
+    name: str,
+    rate_hz: int,
+    *,
+    aggressiveness: int = 2,
+    min_speech_dbfs: float | None = DEFAULT_MIN_SPEECH_DBFS,
+) -> SpeechClassifier:
     """A fresh classifier for one stream of frames at ``rate_hz``.
 
     ``aggressiveness`` is webrtcvad's mode (the silero backend ignores it);
@@ -373,8 +362,9 @@ def make_classifier(name: str, rate_hz: int, *, aggressiveness: int = 2,
     are missing.
     """
     if name == "webrtc":
-        return WebrtcClassifier(rate_hz, aggressiveness=aggressiveness,
-                                min_speech_dbfs=min_speech_dbfs)
+        return WebrtcClassifier(
+            rate_hz, aggressiveness=aggressiveness, min_speech_dbfs=min_speech_dbfs
+        )
     if name == "silero":
         return SileroClassifier(rate_hz, min_speech_dbfs=min_speech_dbfs)
     raise ValueError(f"unknown VAD backend {name!r}; choose one of {', '.join(VAD_BACKENDS)}")

@@ -12,7 +12,8 @@ Generates its own labelled scenes at 16 kHz and prints one table:
   device's own speech (espeak-ng through a synthetic room response, the echo
   at the mic 10 dB above the user's level, left 30, 35 or 40 dB below the
   echo), over quiet-room pink noise at -55 dBFS. Every frame judged speech there
-  is a false alarm.
+  is a false alarm. Detectors that take it are told, frame by frame, how loud the
+  echo the canceller removed was, as the daemon's gate tells them.
 - quiet talker: the same sentences 14 dB under the nominal level (-40 dBFS) over
   the quiet-room noise: what the level guard that keeps the echo out costs.
 
@@ -23,7 +24,10 @@ echo false alarms = share of frames judged speech; CPU seconds per audio
 second. Ratios are against the Silero anchor (its own 0.5/0.35 thresholds, no
 level guard) in the same run.
 
-Usage: scripts/bench/vad_bench.py [--sentences N] [--seed S]
+Usage: scripts/bench/vad_bench.py [--quick] [--sentences N] [--seed S] [--detectors ours,...]
+
+The webrtc backend's weights are fitted by ``vad_fit.py`` on other seeds (101-104);
+the default seed 7 is held out.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from device.audio.vad import SpeechClassifier  # noqa: E402
+from device.audio.vad import EchoAware, SpeechClassifier  # noqa: E402
 from device.audio.vad_backends import (  # noqa: E402
     SileroClassifier,
     VadUnavailable,
@@ -103,12 +107,16 @@ class Scene:
     audio: npt.NDArray[np.int16]
     labels: Labels
     onsets: list[int]
+    removed: Floats | None = None
+    """Echo scenes: what the canceller took out (the echo less the residual left),
+    handed to detectors that take it (``hear_echo``) as the daemon's gate does."""
 
 
 def espeak(text: str, voice: str, speed: int) -> Floats:
     out = subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     ).stdout
     # espeak-ng writes a streaming header with bogus sizes: read the data chunk by hand.
     data = out[out.index(b"data") + 8 :]
@@ -132,9 +140,9 @@ def sentence_labels(x: Floats) -> Labels:
     return labels
 
 
-def speech_track(rng: np.random.Generator, count: int, texts: tuple[str, ...]) -> tuple[
-    Floats, Labels, list[int]
-]:
+def speech_track(
+    rng: np.random.Generator, count: int, texts: tuple[str, ...]
+) -> tuple[Floats, Labels, list[int]]:
     pieces: list[Floats] = [np.zeros(FRAME * 50)]
     labels: list[Labels] = [np.zeros(50, dtype=bool)]
     onsets: list[int] = []
@@ -199,7 +207,8 @@ def make_scenes(count: int, seed: int) -> list[Scene]:
     for residual in ECHO_RESIDUALS_DB:
         noise = pink(rng, echo.shape[0], ECHO_NOISE_DBFS)
         audio = to_pcm(echo * 10 ** (-residual / 20) + noise)
-        scenes.append(Scene(f"echo -{residual} dB", audio, none, []))
+        removed = echo * (1 - 10 ** (-residual / 20))
+        scenes.append(Scene(f"echo -{residual} dB", audio, none, [], removed))
     return scenes
 
 
@@ -228,12 +237,22 @@ def detectors() -> dict[str, Factory]:
     return found
 
 
-def decide(factory: Factory, audio: npt.NDArray[np.int16]) -> tuple[Labels, float]:
+def decide(
+    factory: Factory, audio: npt.NDArray[np.int16], removed: Floats | None = None
+) -> tuple[Labels, float]:
     classify = factory()
     data = audio.astype("<i2").tobytes()
     step = 2 * FRAME
+    frames = range(0, len(data) - step + 1, step)
     started = time.process_time()
-    out = [classify(data[i : i + step], RATE_HZ) for i in range(0, len(data) - step + 1, step)]
+    if removed is not None and isinstance(classify, EchoAware):
+        echo = frame_power(removed)
+        out = []
+        for n, i in enumerate(frames):
+            classify.hear_echo(float(echo[n]))
+            out.append(classify(data[i : i + step], RATE_HZ))
+    else:
+        out = [classify(data[i : i + step], RATE_HZ) for i in frames]
     return np.array(out, dtype=bool), time.process_time() - started
 
 
@@ -261,20 +280,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sentences", type=int, default=40, help="sentences per scene")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--quick", action="store_true", help="10 sentences per scene: a smoke run of under a minute"
+    )
+    parser.add_argument(
+        "--detectors",
+        default="",
+        help="comma-separated substrings: run only the detectors whose "
+        "name contains one (default: all)",
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sentences = 10
     if shutil.which("espeak-ng") is None:
         print("vad_bench: espeak-ng is not installed (apt-get install espeak-ng)", file=sys.stderr)
         return 1
     scenes = make_scenes(args.sentences, args.seed)
     audio_s = sum(s.audio.shape[0] for s in scenes) / RATE_HZ
     rows: dict[str, dict[str, str | float]] = {}
-    for name, factory in detectors().items():
+    wanted = [w.strip() for w in args.detectors.split(",") if w.strip()]
+    chosen = {n: f for n, f in detectors().items() if not wanted or any(w in n for w in wanted)}
+    for name, factory in chosen.items():
         row: dict[str, str | float] = {}
         cpu = 0.0
         latencies: list[float] = []
         missed = 0
         for scene in scenes:
-            decisions, spent = decide(factory, scene.audio)
+            decisions, spent = decide(factory, scene.audio, scene.removed)
             cpu += spent
             if scene.onsets:
                 score, precision, recall = f1(decisions, scene.labels)
@@ -294,26 +326,47 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_table(rows: dict[str, dict[str, str | float]], scenes: list[Scene], audio_s: float,
-                args: argparse.Namespace) -> None:
+def print_table(
+    rows: dict[str, dict[str, str | float]],
+    scenes: list[Scene],
+    audio_s: float,
+    args: argparse.Namespace,
+) -> None:
     noise = [s.name for s in scenes if s.onsets]
     echo = [s.name for s in scenes if not s.onsets]
     anchor = rows.get("Silero (anchor)")
-    head = ["detector", *(f"F1 {n}" for n in noise), "P/R 5 dB", "P/R 0 dB", "onset 10+5 dB",
-            *(f"FA {n}" for n in echo), "CPU s/s"]
+    head = [
+        "detector",
+        *(f"F1 {n}" for n in noise),
+        "P/R 5 dB",
+        "P/R 0 dB",
+        "onset 10+5 dB",
+        *(f"FA {n}" for n in echo),
+        "CPU s/s",
+    ]
     if anchor:
         head += ["F1 5 dB vs Silero", "F1 0 dB vs Silero"]
-    print(f"# VAD benchmark: {args.sentences} sentences per scene, seed {args.seed}, "
-          f"{audio_s:.0f} s of 16 kHz audio per detector")
+    print(
+        f"# VAD benchmark: {args.sentences} sentences per scene, seed {args.seed}, "
+        f"{audio_s:.0f} s of 16 kHz audio per detector"
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for name, row in rows.items():
-        cells = [name, *(f"{row[n]:.3f}" for n in noise), str(row["5 dB P/R"]),
-                 str(row["0 dB P/R"]), str(row["onset"]), *(f"{row[n]:.2%}" for n in echo),
-                 f"{row['cpu']:.4f}"]
+        cells = [
+            name,
+            *(f"{row[n]:.3f}" for n in noise),
+            str(row["5 dB P/R"]),
+            str(row["0 dB P/R"]),
+            str(row["onset"]),
+            *(f"{row[n]:.2%}" for n in echo),
+            f"{row['cpu']:.4f}",
+        ]
         if anchor:
-            cells += [f"{float(row['5 dB']) / float(anchor['5 dB']):.3f}",
-                      f"{float(row['0 dB']) / float(anchor['0 dB']):.3f}"]
+            cells += [
+                f"{float(row['5 dB']) / float(anchor['5 dB']):.3f}",
+                f"{float(row['0 dB']) / float(anchor['0 dB']):.3f}",
+            ]
         print("| " + " | ".join(cells) + " |")
     print("targets: F1 >= 0.96 at 5 dB, >= 0.95 at 0 dB; onset <= 90 ms; echo FA <= 1%")
     for name in (n for n in rows if n.startswith("ours")):

@@ -12,7 +12,7 @@ import pytest
 
 from device.audio.frames import Framer, Pcm
 from device.audio.resample import resample
-from device.audio.vad import GateOutput, SpeechClassifier, VadGate
+from device.audio.vad import RESET_SETTLE_MS, GateOutput, SpeechClassifier, VadGate
 
 RATE_HZ = 16000
 FRAME = 160  # 10 ms at 16 kHz
@@ -255,3 +255,31 @@ def test_real_vad_on_synthesized_speech(tmp_path: Path) -> None:
     assert opened[0] < closed[0] <= speech_end_frame + 80  # 800 ms hangover after speech
     streamed = sum(len(o.frames) for o in outs)
     assert streamed == closed[0] - opened[0] + len(outs[opened[0]].frames)
+
+
+def test_speech_going_on_at_a_reset_does_not_reopen_the_gate() -> None:
+    """The rest of a wake word (or the echo that held the gate open) is still speech
+    after a reset: the gate waits for a pause before it counts speech again."""
+    pattern = "SSSS" + "SSSSSS" + "." + "SSS"
+    gate = VadGate(RATE_HZ, classifier=scripted(pattern), start_ms=30, pre_roll_ms=50)
+    for i in range(4):
+        gate.process(numbered(i))
+    assert gate.is_open
+    gate.reset()
+    outs = [gate.process(numbered(i)) for i in range(4, len(pattern))]
+    assert [o.is_speech for o in outs] == [c == "S" for c in pattern[4:]]  # verdicts kept
+    assert [o.opened for o in outs] == [False] * 9 + [True]
+    assert indices(outs[-1].frames) == [8, 9, 10, 11, 12, 13]  # pre-roll: the pause and more
+
+
+def test_a_reset_waits_for_a_pause_only_so_long() -> None:
+    """Speech that never pauses (a user who talked on through a reset) is not lost:
+    after ``RESET_SETTLE_MS`` it counts again, with its pre-roll."""
+    settle = RESET_SETTLE_MS // 10
+    gate = VadGate(RATE_HZ, classifier=lambda _f, _r: True, start_ms=30, pre_roll_ms=50)
+    gate.process(numbered(0))
+    gate.reset()
+    outs = [gate.process(numbered(i)) for i in range(1, settle + 4)]
+    opened = [i for i, o in enumerate(outs) if o.opened]
+    assert opened == [settle + 2]  # settle frames ignored, then three to confirm
+    assert len(outs[opened[0]].frames) == 6  # five frames of pre-roll and the current one
