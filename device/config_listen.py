@@ -55,8 +55,9 @@ class ListenConfig:
     0 turns the follow-up off."""
     barge_in: bool = _key(True, _boolean)
     """The user can interrupt the device's reply by speaking over it."""
-    barge_in_min_speech_ms: int = _key(60, _int_range(30, 1000, 10))
-    """Speech over the reply needed before playback stops, so a cough does not."""
+    barge_in_min_speech_ms: int = _key(30, _int_range(30, 1000, 10))
+    """Speech over the reply needed before playback stops (within twice as long), so
+    a click does not; every such frame must also pass the echo and noise guards."""
     barge_in_echo_margin_db: float = _key(20.0, _float_range(0, 60))
     """While the device plays, a frame counts as the user's speech only when what the
     echo canceller left is no more than this far below the echo it removed; the

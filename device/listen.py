@@ -167,9 +167,7 @@ class Listening:
             if self.barge is None:
                 continue
             active = bool(playing or self._echo_frames) and cancels_echo
-            if self.barge.process(
-                tap.is_speech, frame_power(tap.mic), frame_power(tap.clean), active=active
-            ):
+            if self.barge.frame(tap.mic, tap.clean, tap.is_speech, active=active):
                 heard.barge_in = not heard.wake
         self.wake_words += heard.wake
         self._note_speech(result, heard)
@@ -222,6 +220,10 @@ class Listening:
             held.clear()
             self._holding = False
             heard.restart_gate = gate_open
+            if gate_open:
+                # The restarted gate closes without a speech_stopped: the activation
+                # must not wait for one, or it would never run out.
+                self.activation.speech_stopped(self.now_s)
             return
         heard.chunks = chunks
 

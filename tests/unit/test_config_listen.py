@@ -80,7 +80,7 @@ def test_push_to_talk_needs_both_sections() -> None:
 
 
 def test_config_check_shows_how_the_speaker_listens() -> None:
-    assert "listen:   wake word okay_nabu, follow-up 5 s, barge-in after 60 ms" in describe(
+    assert "listen:   wake word okay_nabu, follow-up 5 s, barge-in after 30 ms" in describe(
         load_config(None)
     )
     always = config_from_dict({"listen": {"mode": "always", "barge_in": False}}, SOURCE)

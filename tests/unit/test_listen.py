@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from device.audio.capture import AEC_WARMUP_MS, CapturePipeline, GateSettings
+from device.audio.capture import AEC_WARMUP_MS, CapturePipeline, CaptureResult, GateSettings, Tap
 from device.audio.frames import Pcm
 from device.audio.wakeword import make_detector
 from device.config_listen import ListenConfig
@@ -187,9 +187,12 @@ def test_the_devices_own_voice_never_barges_in_nor_goes_out(reply: Pcm, gain: fl
     listen = listening("always")
     capture = pipeline()
     run = drive(capture, listen, mic, reference, playing=playing)
-    assert capture.speech_frames > 100  # what the canceller left fooled the voice detector
-    assert run.count("barge_in") == 0  # but not the echo guard
-    assert listen.barge is not None and listen.barge.frames_guarded > 100
+    # Told the echo the canceller removed, the gate's voice detector is rarely fooled
+    # by what it left (webrtcvad alone was, on hundreds of frames); the barge-in
+    # detector's own verdicts still are, and its echo guard holds them back.
+    assert capture.speech_frames < 100
+    assert run.count("barge_in") == 0
+    assert listen.barge is not None and listen.barge.frames_guarded > 10
     assert run.sent == []  # held while it played, dropped after
     assert sum(h.dropped_held for h in run.heard) > 0
 
@@ -249,3 +252,41 @@ def test_with_the_talk_button_held_nothing_is_held_back(reply: Pcm, question: Pc
         assert heard.dropped_held == 0 and listen.held_chunks == 0
         sent += sum(len(c) for c in heard.chunks)
     assert sent / API_BYTES_PER_S > len(mic) / RATE_HZ - 0.2  # every frame, as held
+
+
+def test_the_default_minimum_cuts_the_reply_sooner_than_a_longer_one(
+    reply: Pcm, question: Pcm
+) -> None:
+    """Three voiced, guarded frames (the default) decide before eight do, on the same
+    scene; the user is heard once either way."""
+    user_at_s = 0.5 + AEC_WARMUP_MS / 1000 + 1.0
+    user = (question.astype(np.float32) * 0.5).astype(np.int16)
+    mic, reference, playing = echo_scene(reply, user, user_at_s)
+    fast = drive(pipeline(), listening("always"), mic, reference, playing=playing)
+    slow = drive(
+        pipeline(), listening("always", barge_in_min_speech_ms=80), mic, reference, playing=playing
+    )
+    assert fast.count("barge_in") == slow.count("barge_in") == 1
+    assert user_at_s < fast.first("barge_in") < slow.first("barge_in")
+
+
+def test_a_gate_restarted_on_the_echo_still_lets_the_activation_run_out() -> None:
+    """The gate opened on the device's echo; when the echo ends it is restarted, which
+    closes it without a speech_stopped. The activation must still time out."""
+    listen = listening("wake_word", listen_timeout_s=1.0, barge_in=False)
+    frame = np.zeros(160, np.int16)
+    listen.activated()
+    echo = CaptureResult(chunks=[b"x"], speech_started=True, taps=[Tap(frame, frame, True)] * 4)
+    listen.block(echo, playing=True, muted=False, cancels_echo=True, gate_open=True)
+    after = CaptureResult(chunks=[b"x"], taps=[Tap(frame, frame, True)] * 4)
+    heard = listen.block(after, playing=False, muted=False, cancels_echo=True, gate_open=True)
+    for _ in range(40):  # the echo tail, then quiet: the gate stays open on the echo
+        heard = listen.block(after, playing=False, muted=False, cancels_echo=True,
+                             gate_open=True)  # fmt: skip
+        if heard.restart_gate:
+            break
+    assert heard.restart_gate
+    quiet = CaptureResult(taps=[Tap(frame, frame, False)] * 4)
+    ended = [listen.block(quiet, playing=False, muted=False, cancels_echo=True).ended
+             for _ in range(40)]  # fmt: skip
+    assert any(ended) and not listen.activation.is_open
