@@ -32,17 +32,23 @@ def write_pcm16(path: Path, rate_hz: int, channels: list[Pcm]) -> Path:
 
 def write_raw_wav(path: Path, tag: int, bits: int, rate_hz: int, data: bytes) -> Path:
     block = bits // 8
-    fmt = (tag.to_bytes(2, "little") + (1).to_bytes(2, "little") + rate_hz.to_bytes(4, "little")
-           + (rate_hz * block).to_bytes(4, "little") + block.to_bytes(2, "little")
-           + bits.to_bytes(2, "little"))
+    fmt = (
+        tag.to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + rate_hz.to_bytes(4, "little")
+        + (rate_hz * block).to_bytes(4, "little")
+        + block.to_bytes(2, "little")
+        + bits.to_bytes(2, "little")
+    )
     body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
     body += b"data" + len(data).to_bytes(4, "little") + data
     path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
     return path
 
 
-def run(path: Path, backend: str = "webrtc", channel: int | None = None,
-        as_json: bool = False) -> tuple[int, str, str]:
+def run(
+    path: Path, backend: str = "webrtc", channel: int | None = None, as_json: bool = False
+) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = run_vad(path, backend=backend, channel=channel, as_json=as_json, out=out, err=err)
     return code, out.getvalue(), err.getvalue()
@@ -55,8 +61,11 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pcm, int]:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
     path = tmp_path_factory.mktemp("tool") / "s.wav"
-    subprocess.run(["espeak-ng", "-w", str(path), "Set a timer for ten minutes."],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-w", str(path), "Set a timer for ten minutes."],
+        check=True,
+        capture_output=True,
+    )
     with wave.open(str(path)) as wav:
         rate_hz = wav.getframerate()
         speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.int16)
@@ -102,14 +111,13 @@ def test_other_rates_are_resampled(tmp_path: Path, spoken: tuple[Pcm, int]) -> N
         moved = resample(audio, rate_hz, target)
         got = run(write_pcm16(tmp_path / f"{target}.wav", target, [moved]), as_json=True)
         assert got[0] == 0
-        for (a, b), (c, d) in zip(json.loads(base[1])["segments"],
-                                  json.loads(got[1])["segments"], strict=True):
+        for (a, b), (c, d) in zip(
+            json.loads(base[1])["segments"], json.loads(got[1])["segments"], strict=True
+        ):
             assert abs(a - c) <= 0.05 and abs(b - d) <= 0.1
 
 
-def test_channel_picks_one_of_a_multichannel_file(
-    tmp_path: Path, spoken: tuple[Pcm, int]
-) -> None:
+def test_channel_picks_one_of_a_multichannel_file(tmp_path: Path, spoken: tuple[Pcm, int]) -> None:
     audio, rate_hz = spoken
     quiet = np.zeros_like(audio)
     path = write_pcm16(tmp_path / "stereo.wav", rate_hz, [quiet, audio])
