@@ -235,6 +235,7 @@ class Daemon:
             self.playback,
             mic_channel=self.mic_channel,
             loopback_channels=self.hw.board.loopback_channels,
+            doa_channels=self.ui.doa_channels,
         )
         self.service.status(self._status_line())
         await self.usage.load()
@@ -361,6 +362,7 @@ class Daemon:
                     if played.kind == "finished":
                         self.playback.forget(played.item_id)  # else one record per reply, forever
                 result = self.capture.process(block.mic, block.reference)
+                self.ui.heard(block, result)  # the LEDs point at the talker
                 if result.speech_started and self.usage.paused:
                     self.usage.check_day()  # speech just after midnight must not be lost
                 self.stats.chunks_produced += len(result.chunks)

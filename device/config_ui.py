@@ -52,9 +52,13 @@ class SoundsConfig:
 
 @dataclass(frozen=True, slots=True)
 class LedsConfig:
-    """[leds]: how bright the LEDs are and what they show while idle."""
+    """[leds]: how bright the LEDs are, what they show while idle, and whether listening
+    points at the talker."""
 
     brightness: float = _key(1.0, _float_range(0.05, 1.0))
     """Every pattern is scaled by this: lower it for a bedroom, or a weak power supply."""
     idle: str = _key("glow", _choice(_string, "idle look", IDLE_LOOKS))
     """While idle: "glow" (a dim blue) or "off"."""
+    doa: bool = _key(True, _boolean)
+    """Light the listening LEDs toward the talker, where the board's mics can tell the
+    direction (its profile gives their positions) and it has three LEDs or more."""

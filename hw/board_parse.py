@@ -36,7 +36,7 @@ _OPTIONAL = ("loopback_channels", "output_card", "leds", "buttons", "i2c_address
              "mic_positions_mm", "notes", "unverified")
 _TOP_KEYS = _REQUIRED + _OPTIONAL
 _LED_KEYS = ("chip", "count", "spi_bus", "spi_device", "pins", "power_pin", "power_active_high",
-             "mic_pixels")
+             "mic_pixels", "ring_offset_deg")
 _BUTTON_KEYS = ("name", "pin", "active_low")
 _Fmt = Callable[[Any], str]
 
@@ -163,7 +163,13 @@ def _parse_leds(c: _Check, value: object) -> LedProfile:
     if power is None and "power_active_high" in t:
         raise c.fail("leds.power_active_high", "set without power_pin", "only with power_pin")
     mic_pixels = c.integers(t.get("mic_pixels", []), "leds.mic_pixels", 0, count - 1)
-    return LedProfile(cast(LedChip, chip), count, bus, dev, pins, power, high, mic_pixels)
+    offset = t.get("ring_offset_deg", 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, int | float) or not (
+        -360.0 <= offset <= 360.0
+    ):
+        raise c.fail("leds.ring_offset_deg", f"{offset!r} is not an angle", "-360.0..360.0")
+    return LedProfile(cast(LedChip, chip), count, bus, dev, pins, power, high, mic_pixels,
+                      float(offset))
 
 
 def _parse_buttons(c: _Check, value: object, leds: LedProfile) -> tuple[ButtonProfile, ...]:

@@ -32,6 +32,9 @@ class LedProfile:
     power_active_high: bool
     mic_pixels: tuple[int, ...] = ()
     """Pixels next to the microphones (0-based), lit red while muted; () when unknown."""
+    ring_offset_deg: float = 0.0
+    """Where pixel 0 sits in the frame of ``mic_positions_mm`` (degrees counter-clockwise
+    from +x; pixels counted the same way round): turns a talker's direction onto the ring."""
 
 
 NO_LEDS = LedProfile("none", 0, None, None, (), None, True)

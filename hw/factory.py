@@ -224,6 +224,7 @@ def build_fake(
         speed=speed,
         echo_gain=echo_gain,
         echo_delay_ms=5.0 if echo_gain else 0.0,
+        mic_positions_mm=board.mic_positions_mm,
     )
     leds = FakeLeds(max(board.leds.count, 1))
     buttons = FakeButtons([b.name for b in board.buttons] or ["talk"])

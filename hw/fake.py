@@ -80,7 +80,9 @@ class FakeDuplex:
     ``mic_channels`` receive what is fed; ``loopback_channels`` carry what was
     played one block earlier (like the 6-mic kit's hardware loopback);
     ``echo_gain`` adds the played signal back into the mic after
-    ``echo_delay_ms`` (a loudspeaker next to the mics). ``keep_output=False``
+    ``echo_delay_ms`` (a loudspeaker next to the mics). ``mic_positions_mm`` (one
+    ``(x, y)`` per mic channel, as in a board profile) lets ``feed_from`` speak from
+    a direction, each mic hearing it when the sound reaches it. ``keep_output=False``
     keeps no copy of what was played (``played()`` stays empty), so an hour-long
     run does not hold an hour of audio.
     """
@@ -97,9 +99,12 @@ class FakeDuplex:
         output_latency_blocks: int = 2,
         paced: bool = True,
         keep_output: bool = True,
+        mic_positions_mm: Sequence[tuple[float, float]] = (),
     ) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
+        self._mic_positions_mm = tuple(mic_positions_mm)
+        self._channel_sources: list[tuple[int, _Source]] = []  # heard by one channel only
         self._fmt = fmt
         self._mic_channels = tuple(mic_channels)
         self._loopback_channels = tuple(loopback_channels)
@@ -182,6 +187,32 @@ class FakeDuplex:
         self.feed(samples, at_s=at_s, gain=gain)
         return len(samples) / self._fmt.rate_hz
 
+    def feed_from(
+        self,
+        samples: np.ndarray,
+        azimuth_deg: float,
+        *,
+        at_s: float | None = None,
+        gain: float = 1.0,
+    ) -> None:
+        """Sound ``samples`` (mono int16 at the stream rate) into the mics from a talker
+        far away at ``azimuth_deg`` (counter-clockwise from +x of ``mic_positions_mm``):
+        each mic hears it when the plane wave reaches it, to a fraction of a sample."""
+        if len(self._mic_positions_mm) != len(self._mic_channels):
+            raise ValueError("feed_from needs one mic position per mic channel")
+        toward = np.array([np.cos(np.radians(azimuth_deg)), np.sin(np.radians(azimuth_deg))])
+        lead_s = np.asarray(self._mic_positions_mm, np.float64) / 1000.0 @ toward / 343.0
+        rate = self._fmt.rate_hz
+        n = len(samples) + rate // 100  # room for the delays, so none wraps round
+        spectrum = np.fft.rfft(samples.astype(np.float64) * gain, n)
+        freqs = np.fft.rfftfreq(n, 1.0 / rate)
+        start = self._frame if at_s is None else round(at_s * rate)
+        with self._lock:
+            for ch, lead in zip(self._mic_channels, lead_s, strict=True):
+                delay_s = float(lead_s.max() - lead)  # the nearest mic hears it first
+                heard = np.fft.irfft(spectrum * np.exp(-2j * np.pi * freqs * delay_s), n)
+                self._channel_sources.append((ch, _Source(start, heard.astype(np.float32))))
+
     def unplug(self) -> None:
         """Pull the device: the stream stops and opening fails until ``plug()``."""
         self._unplugged = True
@@ -246,6 +277,26 @@ class FakeDuplex:
             mono += self._echo_gain * self._delayed_output(start, n)
         return mono
 
+    def _add_channel_sources(self, block: np.ndarray) -> None:
+        """Mix what only one channel hears (``feed_from``) into ``block``, in place."""
+        n = len(block)
+        start, end = self._frame, self._frame + n
+        extra = np.zeros(block.shape, np.float32)
+        with self._lock:
+            live = []
+            for ch, src in self._channel_sources:
+                src_end = src.start_frame + len(src.samples)
+                if src_end > start and src.start_frame < end:
+                    a, b = max(start, src.start_frame), min(end, src_end)
+                    extra[a - start : b - start, ch] += src.samples[
+                        a - src.start_frame : b - src.start_frame
+                    ]
+                if src_end > end:
+                    live.append((ch, src))
+            self._channel_sources = live
+        mixed = np.round(block.astype(np.float32) + extra)
+        block[:] = np.clip(mixed, -32768, 32767).astype(np.int16)
+
     def _delayed_output(self, start: int, n: int) -> np.ndarray:
         blocks = (self._echo_delay_frames + self._latency_frames) // n + 2
         played = np.concatenate(self._played_mono[-blocks:])
@@ -267,6 +318,8 @@ class FakeDuplex:
         mono = np.clip(np.round(self._mic_block(n)), -32768, 32767).astype(np.int16)
         for ch in self._mic_channels:
             block[:, ch] = mono
+        if self._channel_sources:
+            self._add_channel_sources(block)
         if self._loopback_channels and self._played_mono:
             last = np.clip(np.round(self._played_mono[-1]), -32768, 32767).astype(np.int16)
             for ch in self._loopback_channels:

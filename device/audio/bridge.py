@@ -38,6 +38,7 @@ class CapturedBlock:
     at_s: float  # monotonic time of the callback
     stream_time: StreamTime
     playback_events: tuple[PlaybackEvent, ...]  # what started/finished playing in it
+    mics: PcmBlock | None = None  # the raw mic channels (frames, mics), for direction finding
 
 
 @dataclass
@@ -58,6 +59,7 @@ class AudioBridge:
         *,
         mic_channel: int,
         loopback_channels: Sequence[int] = (),
+        doa_channels: Sequence[int] = (),
         capacity_blocks: int = 50,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -68,6 +70,9 @@ class AudioBridge:
         self._playback = playback
         self._mic_channel = mic_channel
         self._loopback = tuple(loopback_channels)
+        self._doa = list(doa_channels)  # kept apart, before the mix to one channel
+        if any(not 0 <= ch < fmt.in_channels for ch in self._doa):
+            raise ValueError(f"mic channels {self._doa} outside 0..{fmt.in_channels - 1}")
         self._clock = clock
         self._ring: deque[CapturedBlock] = deque(maxlen=capacity_blocks)
         self._lock = threading.Lock()
@@ -97,6 +102,7 @@ class AudioBridge:
             at_s=self._clock(),
             stream_time=stream_time,
             playback_events=tuple(self._playback.take_events()),
+            mics=mic[:, self._doa] if self._doa else None,  # fancy indexing copies
         )
         with self._lock:
             if len(self._ring) == self._ring.maxlen:

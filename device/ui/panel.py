@@ -12,7 +12,10 @@
 * drives the LEDs: the state's pattern (``device.ui.leds``), the volume for a
   moment after it changed, or the colour a tool chose while idle;
 * keeps a muted microphone muted: when a fault or setup ends while muted, the
-  state machine is brought back to MUTED.
+  state machine is brought back to MUTED;
+* points the listening LEDs at the talker: every captured block's mic channels go
+  to the board's direction finder (``device.audio.doa``), whose estimate is shown
+  while waking and listening, and nowhere else.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from device.audio.doa import RingDirection
 from device.state import Event, State
 from device.ui import earcons
 from device.ui.buttons import ButtonMap, Command, GestureEvent, GestureReader, GestureTiming
@@ -33,6 +37,8 @@ from hw.ports import ButtonEvent, Rgb
 
 if TYPE_CHECKING:
     from device.app import Daemon
+    from device.audio.bridge import CapturedBlock
+    from device.audio.capture import CaptureResult
     from device.config import Config
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,8 @@ OFFLINE_SOUND_AFTER_S = 3.0
 a session replaced on purpose, or a quick reconnect, is not worth a sound."""
 
 _ONLINE = (State.IDLE, State.WAKE, State.LISTENING, State.THINKING, State.SPEAKING)
+_POINTING = (State.WAKE, State.LISTENING)
+"""States whose LEDs point at the talker when the direction is known."""
 
 
 def button_map(config: Config) -> ButtonMap:
@@ -86,8 +94,11 @@ class FrontPanel:
         self._clock = clock
         self.entered_s = clock()  # when the current state began
         self.doa_deg: float | None = None
-        """The talker's direction on the LED ring's frame, for whoever can estimate it
-        (the board's mic array); None: unknown, the listening LEDs light all round."""
+        """The talker's direction on the LED ring's frame, set from the board's mic
+        array while waking or listening; None: unknown, the listening LEDs light all round."""
+        hw = daemon.hw
+        self.direction = RingDirection.for_board(hw.board, hw.duplex.format.rate_hz)
+        """The board's direction finder; None where its mics or LEDs cannot point."""
         self._activated = False  # the turn was opened by the button or the wake word
         self._restoring_mute = False
         self._volume_until_s = -math.inf
@@ -123,6 +134,8 @@ class FrontPanel:
     def state_changed(self, old: State, new: State, event: Event) -> None:
         """Called by the daemon after every change of state."""
         self.entered_s = self._clock()
+        if new not in _POINTING:
+            self.doa_deg = None
         daemon = self._daemon
         if daemon.controls.mic_muted and new in (*_ONLINE, State.OFFLINE):
             # A fault or setup ended while muted: the microphone is still off.
@@ -162,6 +175,26 @@ class FrontPanel:
             self.play("offline")
 
     # -- LEDs ------------------------------------------------------------------------
+    @property
+    def doa_channels(self) -> tuple[int, ...]:
+        """The capture channels the direction finder needs, in its order; () for none."""
+        return () if self.direction is None else self.direction.channels
+
+    def heard(self, block: CapturedBlock, result: CaptureResult) -> None:
+        """One captured block and what the capture pipeline made of it: the direction
+        finder hears it (speech only, never while muted) and ``doa_deg`` follows."""
+        daemon = self._daemon
+        finder = self.direction
+        if finder is None or block.mics is None or not daemon.config.leds.doa:
+            self.doa_deg = None
+            return
+        if daemon.controls.mic_muted:
+            finder.reset()
+        else:
+            speech = any(tap.is_speech for tap in result.taps)
+            finder.push(block.mics, block.reference, speech=speech)
+        self.doa_deg = finder.ring_deg if daemon.state in _POINTING else None
+
     def pixels(self, now_s: float, count: int) -> list[Rgb]:
         """What the LEDs show at ``now_s``: a fresh volume, else the colour a tool chose
         while idle, else the state's pattern; dimmed to ``[leds] brightness``."""
