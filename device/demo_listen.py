@@ -106,7 +106,7 @@ def _barge_in(question: Path) -> Script:
 
 def _buttons(question: Path) -> Script:
     async def script(daemon: Daemon, duplex: FakeDuplex) -> None:
-        from hw.fake import FakeButtons  # the demo runs on the fake hardware
+        from hw.panel_fake import FakeButtons  # the demo runs on the fake hardware
 
         buttons = daemon.hw.buttons
         assert isinstance(buttons, FakeButtons)

@@ -23,8 +23,9 @@ from hw.boards import (
 )
 from hw.camera import CameraRequest, find_camera
 from hw.camera_fake import FakeCamera
-from hw.fake import FakeButtons, FakeDuplex, FakeLeds
+from hw.fake import FakeDuplex
 from hw.notify import SystemdNotifier
+from hw.panel_fake import FakeButtons, FakeLeds
 from hw.ports import (
     OFF,
     AudioDuplex,

@@ -1,9 +1,10 @@
-"""Fakes of every hardware port, shipped so the daemon runs without a Pi.
+"""The fake sound card (and WAV helpers), shipped so the daemon runs without a Pi;
+the fake LEDs, buttons and notifier are in ``hw.panel_fake``, the camera in
+``hw.camera_fake``.
 
-They are driven by physical verbs: a WAV file is *spoken* into the mic
-(``feed_wav``), a button is *pressed* (``press("talk", hold_s=1.2)``), and
-everything the device does is recorded: every sample written to the DAC, every
-LED change with its time, every systemd notification.
+Fakes are driven by physical verbs: a WAV file is *spoken* into the mic
+(``feed_wav``), a talker speaks from a direction (``feed_from``), and everything
+the device does is recorded: every sample written to the DAC.
 
 ``FakeDuplex`` runs its callback from its own thread, paced in real time (or
 ``speed`` times faster), exactly like PortAudio does, so the daemon's thread
@@ -18,8 +19,8 @@ from __future__ import annotations
 import threading
 import time
 import wave
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +28,9 @@ import numpy.typing as npt
 import soxr
 
 from hw.ports import (
-    OFF,
     AudioError,
-    ButtonEvent,
-    ButtonHandler,
     DuplexCallback,
     DuplexFormat,
-    Rgb,
     StreamTime,
     XrunCounters,
 )
@@ -348,77 +345,3 @@ class FakeDuplex:
             del self._played_mono[:-64]
         self._frame += n
         self.callbacks += 1
-
-
-@dataclass(frozen=True)
-class LedFrame:
-    """One change of the LEDs: when, and what they showed."""
-
-    at_s: float
-    pixels: tuple[Rgb, ...]
-
-
-class FakeLeds:
-    """LEDs that record every change of what they show, with its time."""
-
-    def __init__(self, count: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._count = count
-        self._clock = clock
-        self.frames: list[LedFrame] = []
-        self.closed = False
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    def show(self, pixels: Sequence[Rgb]) -> None:
-        if len(pixels) != self._count:
-            raise ValueError(f"expected {self._count} pixels, got {len(pixels)}")
-        frame = tuple(pixels)
-        if not self.frames or self.frames[-1].pixels != frame:
-            self.frames.append(LedFrame(self._clock(), frame))
-
-    def close(self) -> None:
-        if not self.closed:
-            self.show([OFF] * self._count)
-            self.closed = True
-
-
-class FakeButtons:
-    """Buttons pressed by a script: ``press("talk", hold_s=1.2)``."""
-
-    def __init__(self, names: Sequence[str], clock: Callable[[], float] = time.monotonic) -> None:
-        self._names = tuple(names)
-        self._clock = clock
-        self._handler: ButtonHandler | None = None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self._names
-
-    def set_handler(self, handler: ButtonHandler | None) -> None:
-        self._handler = handler
-
-    def press(self, name: str, hold_s: float = 0.1) -> None:
-        """Press and release ``name``; the release is stamped ``hold_s`` later."""
-        if name not in self._names:
-            raise ValueError(f"no button {name!r}; buttons: {', '.join(self._names) or 'none'}")
-        at_s = self._clock()
-        handler = self._handler  # read once: set_handler may race from another thread
-        if handler is not None:
-            handler(ButtonEvent(name, True, at_s))
-            handler(ButtonEvent(name, False, at_s + hold_s))
-
-    def close(self) -> None:
-        self._handler = None
-
-
-@dataclass
-class FakeNotifier:
-    """Records every sd_notify message instead of sending it."""
-
-    messages: list[str] = field(default_factory=list)
-
-    def notify(self, message: str) -> bool:
-        self.messages.append(message)
-        return True

@@ -17,8 +17,8 @@ from gpiozero import Button, Device
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from hw.boards import ButtonProfile
-from hw.fake import FakeButtons
 from hw.gpio import GpioButtons
+from hw.panel_fake import FakeButtons
 from hw.ports import ButtonEvent, Buttons
 
 WAIT_S = 5.0  # only bounds a hung test; nothing is asserted about time

@@ -16,8 +16,8 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
 
 from hw.apa102 import Apa102Ring, apa102_frame
-from hw.fake import FakeLeds
 from hw.gpio import GpioLeds
+from hw.panel_fake import FakeLeds
 from hw.ports import OFF, Leds, Rgb
 from tests.unit.test_apa102 import RecordingSpi, decode_apa102
 

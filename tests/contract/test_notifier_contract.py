@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.fake import FakeNotifier
 from hw.notify import SystemdNotifier
+from hw.panel_fake import FakeNotifier
 from hw.ports import Notifier
 
 Rig = tuple[Notifier, Callable[[], str]]

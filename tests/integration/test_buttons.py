@@ -32,7 +32,8 @@ from device.trace import read_trace
 from device.ui import earcons
 from device.ui.leds import GREEN
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeButtons, FakeDuplex, FakeLeds
+from hw.fake import FakeDuplex
+from hw.panel_fake import FakeButtons, FakeLeds
 from hw.ports import OFF
 from tests.contract.oracle import client_problems, server_problems
 

@@ -10,7 +10,7 @@ from device.app import Daemon
 from device.config import load_config, with_overrides
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeLeds
+from hw.panel_fake import FakeLeds
 from hw.ports import OFF
 
 

@@ -31,7 +31,8 @@ from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from device.state import Event, State
 from device.trace import Trace, read_trace
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeButtons, FakeDuplex
+from hw.fake import FakeDuplex
+from hw.panel_fake import FakeButtons
 from tests.contract.oracle import client_problems, server_problems
 from tests.contract.secrets_oracle import answer_problems, request_problems
 

@@ -30,7 +30,8 @@ from device.state import State
 from device.timeline import Timeline
 from device.trace import Trace
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeDuplex, FakeLeds
+from hw.fake import FakeDuplex
+from hw.panel_fake import FakeLeds
 
 WATCHDOG_S = 30.0  # WatchdogSec= of systemd/edgevoice.service
 POLL_S = 0.1  # how often a wait looks at its condition (virtual time)

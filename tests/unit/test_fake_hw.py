@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hw.fake import FakeButtons, FakeDuplex, FakeLeds, read_wav_mono, write_wav
+from hw.fake import FakeDuplex, read_wav_mono, write_wav
+from hw.panel_fake import FakeButtons, FakeLeds
 from hw.ports import OFF, AudioDuplex, ButtonEvent, DuplexFormat, Leds, Rgb, StreamTime
 
 FMT = DuplexFormat(rate_hz=16000, block_frames=320, in_channels=2, out_channels=2)

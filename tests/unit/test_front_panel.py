@@ -28,7 +28,7 @@ from device.ui.buttons import Gesture
 from device.ui.leds import GREEN, RED, volume_pixels
 from device.ui.panel import VOLUME_SHOWN_S, FrontPanel, earcon_for
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeButtons
+from hw.panel_fake import FakeButtons
 from hw.ports import OFF, ButtonEvent, Rgb
 
 

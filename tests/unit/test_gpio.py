@@ -18,8 +18,8 @@ from gpiozero.pins.mock import MockFactory, MockPin
 from hw.apa102 import Apa102Ring, apa102_frame
 from hw.boards import ButtonProfile, load_board
 from hw.factory import HardwareRequest, NullButtons, NullLeds, build_real
-from hw.fake import FakeLeds
 from hw.gpio import GpioButtons, GpioLeds, build_buttons, build_leds
+from hw.panel_fake import FakeLeds
 from hw.ports import OFF, ButtonEvent, HardwareError, Rgb
 from tests.unit.test_apa102 import RecordingSpi
 

@@ -39,7 +39,8 @@ from device.selftest import (
 )
 from hw.boards import load_board
 from hw.factory import Hardware, NullButtons, NullLeds
-from hw.fake import FakeButtons, FakeDuplex, FakeLeds, FakeNotifier
+from hw.fake import FakeDuplex
+from hw.panel_fake import FakeButtons, FakeLeds, FakeNotifier
 from hw.ports import (
     AudioError,
     ButtonEvent,

@@ -25,7 +25,8 @@ from device.audio.supervisor import AudioSupervisor
 from device.config import load_config, with_overrides
 from device.service import ServiceNotifier
 from hw.factory import Hardware, HardwareRequest, build_fake
-from hw.fake import FakeDuplex, FakeNotifier
+from hw.fake import FakeDuplex
+from hw.panel_fake import FakeNotifier
 
 PID = 4242
 WATCHDOG_USEC = 20_000
