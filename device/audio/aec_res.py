@@ -15,7 +15,14 @@ error in that bin the echo estimate explains:
   bin where the user's voice dominates the gain stays near 1, so the voice is
   kept; where only echo is left the gain drops to the floor;
 * a band whose error is within a few dB of its residual echo estimate (nobody
-  talking near the device in that band) is gated down to the floor.
+  talking near the device in that band) is gated down to the floor;
+* while the whole frame looks like the far end alone (its error within a few dB
+  of the residual estimate summed over bands, the filter converged) the gate
+  closes on bands up to ``far_only_extra_db`` further above that estimate: the
+  residual of a distorting loudspeaker or of a long room tail swings well above
+  the estimate in single bands, and with nobody else talking there is nothing to
+  keep. When the user speaks the frame's ratio jumps and the gate is back to its
+  gentle thresholds at once.
 
 The gains are applied with zero added latency and zero phase, by overlap-save on
 the previous and the current block (the previous block faded in, so the
@@ -26,6 +33,7 @@ With no echo estimate the gain is exactly 1 and the signal passes untouched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +57,11 @@ class SuppressorConfig:
     gate_hi_db: float = 14.0
     leak_rise_db: float = 0.01
     leak_rise_fast_db: float = 0.5
+    far_only_lo_db: float = 9.0
+    far_only_hi_db: float = 17.0
+    far_only_extra_db: float = 14.0
+    far_only_misadjustment: float = 0.01
+    far_only_attack: float = 0.015
 
 
 def _band_matrix(bins: int, bands: int) -> Real:
@@ -107,6 +120,7 @@ class ResidualSuppressor:
         self._var: Real = np.zeros(nb)
         self._log_leak: Real = np.zeros(nb)
         self.gain: Real = np.ones(f)
+        self._far_only_state = 0.0
 
     def process(self, err: Real, echo: Real, misadjustment: float) -> Real:
         n, f = self._n, self._bins
@@ -146,7 +160,10 @@ class ResidualSuppressor:
         # above it (the user talking) is left to the gentle per-bin gain. The gate
         # opens in log gain from the floor at gate_lo_db to 1 at gate_hi_db.
         gate = band_y * leak
+        far_only = self._far_only(float(band_e.sum()) / float(gate.sum()), misadjustment)
         np.divide(band_e, gate, out=gate)
+        if far_only > 0.0:
+            gate *= 10.0 ** (-far_only * cfg.far_only_extra_db / 10.0)
         np.power(gate, self._gate_power, out=gate)
         gate *= self._gate_scale
         np.maximum(gate, cfg.floor, out=gate)
@@ -156,6 +173,26 @@ class ResidualSuppressor:
         np.minimum(gain, 1.0, out=gain)
         self.gain = gain
         return self._apply(spec[2], gain)
+
+    def _far_only(self, ratio: float, misadjustment: float) -> float:
+        """How sure we are that only the far end is talking, 0..1, from the whole
+        frame's error over its residual echo estimate: per band that ratio spreads
+        widely (distortion and the room's tail do not follow the echo estimate bin
+        by bin), summed over the frame it stays within a few dB of the leak while
+        the far end talks alone and jumps by the user's level over the residual
+        (15 dB or more) when the user talks. Only trusted while the filter has
+        converged (a changed path raises the ratio just like a voice would), and
+        regained slowly after the user stops, so the tail of their words and the
+        next word's onset are not gated; lost at once when they start."""
+        cfg = self.cfg
+        if misadjustment >= cfg.far_only_misadjustment:
+            self._far_only_state = 0.0
+            return 0.0
+        r_db = 10.0 * math.log10(ratio)
+        sure = (cfg.far_only_hi_db - r_db) / (cfg.far_only_hi_db - cfg.far_only_lo_db)
+        sure = min(max(sure, 0.0), 1.0, self._far_only_state + cfg.far_only_attack)
+        self._far_only_state = sure
+        return sure
 
     def _update_leak(self, band_e: Real, band_y: Real, misadjustment: float) -> Real:
         """Residual-to-echo-estimate ratio per band, tracked as a low envelope in
