@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
-from device.audio.frames import Pcm
+from device.audio.frames import Pcm, pcm_to_bytes
 
 FRAME_MS = 10
 ECHO_HOLD_MS = 200
@@ -75,6 +75,7 @@ class _Floor:
 
     def __init__(self) -> None:
         self._blocks: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
+        self._blocks_min = float("inf")  # of ``_blocks``, kept as they change
         self._block_min = float("inf")
         self._frames = 0
 
@@ -83,9 +84,10 @@ class _Floor:
         self._frames += 1
         if self._frames == _FLOOR_BLOCK_FRAMES:
             self._blocks.append(self._block_min)
+            self._blocks_min = min(self._blocks)
             self._block_min = float("inf")
             self._frames = 0
-        return min(min(self._blocks, default=power), self._block_min)
+        return min(self._blocks_min if self._blocks else power, self._block_min)
 
 
 class BargeInDetector:
@@ -108,11 +110,14 @@ class BargeInDetector:
     def frame(self, mic: Pcm, clean: Pcm, is_speech: bool, *, active: bool = True) -> bool:
         """One 10 ms frame as the capture pipeline made it (``is_speech``: the gate's
         verdict); adds this detector's own per-frame verdict on ``clean``."""
+        mic_power = frame_power(mic)
+        if not active:  # only the noise floor is tracked: what the canceller left is moot
+            return self.process(is_speech, mic_power, 0.0, active=False)
         voiced = is_speech
         rate_hz = len(clean) * 1000 // FRAME_MS
-        if active and not voiced and rate_hz in _OWN_VAD_RATES_HZ:
-            voiced = self._own_vad.is_speech(clean.astype("<i2").tobytes(), rate_hz)
-        return self.process(voiced, frame_power(mic), frame_power(clean), active=active)
+        if not voiced and rate_hz in _OWN_VAD_RATES_HZ:
+            voiced = self._own_vad.is_speech(pcm_to_bytes(clean), rate_hz)
+        return self.process(voiced, mic_power, frame_power(clean), active=True)
 
     def passes_guard(self, mic_power: float, clean_power: float) -> bool:
         """Note this frame's echo; True when the residual is within the margin of the

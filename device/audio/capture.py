@@ -152,8 +152,11 @@ class CapturePipeline:
                     onset = self._gate.frames_seen - 1
                 frames_seen_at_block_end = self._gate.frames_seen + len(frames) - i - 1
                 result.onset_offset_ms = (frames_seen_at_block_end - onset) * VAD_FRAME_MS
-            for each in sendable:
-                self._pending += pcm_to_bytes(self._resampler.process(each))
+            if sendable:
+                # One call for a whole pre-roll: libsoxr's output does not depend on
+                # how the stream is cut.
+                audio = sendable[0] if len(sendable) == 1 else np.concatenate(sendable)
+                self._pending += pcm_to_bytes(self._resampler.process(audio))
             if out.closed:
                 result.speech_stopped = True
             if was_streaming and not self._streaming:

@@ -22,11 +22,14 @@ _PCM_FULL_SCALE = 32768.0
 _INT16_MIN = -32768
 _INT16_MAX = 32767
 _LE_INT16 = np.dtype("<i2")
+_INT16 = np.dtype(np.int16)
 
 
 def check_mono_pcm(samples: Pcm, what: str = "samples") -> None:
     """Reject anything but 1-D int16, so a stereo block or a float buffer fails loudly
     at the boundary instead of being silently reinterpreted further down."""
+    if type(samples) is np.ndarray and samples.dtype is _INT16 and samples.ndim == 1:
+        return  # the usual case, decided in three cheap comparisons (it runs per frame)
     if not isinstance(samples, np.ndarray):
         raise TypeError(f"{what} must be a numpy array, got {type(samples).__name__}")
     if samples.dtype != np.int16:

@@ -85,6 +85,8 @@ class StreamResampler:
         out = self._stream.resample_chunk(pcm_to_float(samples), last=last)
         if last:
             self._stream.clear()
+        if not out.size:  # libsoxr hands out its output in bursts: most 10 ms calls get none
+            return np.zeros(0, np.int16)
         return _finite_float32_to_pcm(np.asarray(out, dtype=np.float32).reshape(-1))
 
     def reset(self) -> None:

@@ -124,6 +124,8 @@ class _Frames10ms:
         """The same chunks as PCM16 bytes; at the analysis rate, slices of ``frame``."""
         if self._stream is None:
             step = 2 * self._step
+            if len(frame) == step:  # the usual 10 ms frame: nothing to cut
+                return [frame]
             return [frame[i : i + step] for i in range(0, len(frame), step)]
         return [_to_pcm16(chunk) for chunk in self(frame)]
 

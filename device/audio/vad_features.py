@@ -21,8 +21,11 @@ No clocks: time is counted in frames. The analysis runs at 16 kHz.
 
 from __future__ import annotations
 
+import importlib
 import math
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +50,36 @@ _HIGH_BANDS = slice(6, 9)
 _TINY = 1e-12
 _add = np.add.reduce
 """Sums without the array method's Python wrapper: it runs several times a frame."""
+
+
+def _public_rfft(samples: npt.NDArray[np.float64], out: npt.NDArray[np.complex128]) -> None:
+    out[...] = np.fft.rfft(samples, _NFFT)
+
+
+def _rfft_kernel() -> Callable[[npt.NDArray[np.float64], npt.NDArray[np.complex128]], None]:
+    """The ``_NFFT``-point real FFT of a shorter frame (zero-padded) into ``out``.
+
+    ``numpy.fft.rfft`` spends more time checking its arguments than transforming
+    256 points; numpy 2 exposes the pocketfft kernel as a ufunc that pads to the
+    length of ``out`` itself. It is used when it gives numpy's exact result.
+    """
+    try:
+        kernel: Any = importlib.import_module("numpy.fft._pocketfft_umath").rfft_n_even
+        probe = np.random.default_rng(0).standard_normal(FRAME_SAMPLES)
+        got = np.empty(_NFFT // 2 + 1, dtype=np.complex128)
+        kernel(probe, 1.0, out=got)
+        if not np.array_equal(got, np.fft.rfft(probe, _NFFT)):
+            return _public_rfft
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return _public_rfft
+
+    def rfft(samples: npt.NDArray[np.float64], out: npt.NDArray[np.complex128]) -> None:
+        kernel(samples, 1.0, out=out)
+
+    return rfft
+
+
+_rfft = _rfft_kernel()
 
 FEATURES = (
     "webrtcvad mode 0",
@@ -112,10 +145,18 @@ class SpeechFeatures:
         # amount that changes from frame to frame (the frame is cut off square).
         ramp = np.linspace(-1.0, 1.0, FRAME_SAMPLES)
         self._ramp = ramp
+        self._ones = np.ones(FRAME_SAMPLES)
         # A vector projection, not a matrix product: numpy hands those to BLAS, whose
         # worker threads cost more CPU than the arithmetic at this size.
         self._ramp_norm = 1.0 / float(ramp @ ramp)
         self._keep = (_ema_keep(2), _ema_keep(5), _ema_keep(14), _ema_keep(3))
+        # Work arrays reused on every frame: the loop runs 100 times a second.
+        self._spectrum = np.empty(_NFFT // 2 + 1, dtype=np.complex128)
+        self._parts = self._spectrum.view(np.float64).reshape(-1, 2)  # (re, im) per bin
+        self._squares = np.empty_like(self._parts)
+        self._power = np.empty(_NFFT // 2 + 1)
+        self._band = np.empty(len(self._band_starts))
+        self._snr = np.empty(len(self._band_starts))
         self.reset()
 
     def reset(self) -> None:
@@ -151,16 +192,27 @@ class SpeechFeatures:
         modes = [float(vad.is_speech(pcm, ANALYSIS_RATE_HZ, FRAME_SAMPLES)) for vad in self._vads]
         samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
         slope = float(np.dot(self._ramp, samples)) * self._ramp_norm
-        samples -= float(_add(samples)) / FRAME_SAMPLES
+        # A dot product with ones sums the whole-number samples exactly, like a reduce,
+        # at a third of its cost.
+        samples -= float(np.dot(self._ones, samples)) / FRAME_SAMPLES
         samples -= slope * self._ramp
-        spectrum = np.fft.rfft(samples, _NFFT)
-        power = spectrum.real * spectrum.real + spectrum.imag * spectrum.imag
+        _rfft(samples, self._spectrum)
+        # |X|^2 as re*re + im*im, bin by bin, into the reused arrays.
+        squares, power, band = self._squares, self._power, self._band
+        np.multiply(self._parts, self._parts, out=squares)
+        np.add(squares[:, 0], squares[:, 1], out=power)
         self.voice_power = float(_add(power[self._voice])) * self._scale
-        band = np.add.reduceat(power, self._band_starts) + _TINY
+        np.add.reduceat(power, self._band_starts, out=band)
+        band = band + _TINY
         smooth = band if self._smooth is None else 0.5 * (band + self._smooth)
         self._smooth = smooth
         floor = self._floor(smooth)
-        snr = np.minimum(np.maximum(10.0 * np.log10(band / floor), 0.0), _SNR_CAP_DB)
+        snr = self._snr
+        np.divide(band, floor, out=snr)
+        np.log10(snr, out=snr)
+        np.multiply(snr, 10.0, out=snr)
+        np.maximum(snr, 0.0, out=snr)
+        np.minimum(snr, _SNR_CAP_DB, out=snr)
         each = snr.tolist()
         mean_snr = sum(each) / len(each)
         low = sum(each[_LOW_BANDS]) / len(each[_LOW_BANDS])
@@ -184,7 +236,7 @@ class SpeechFeatures:
             total,
             self._total_avg,
             self._modes_avg,
-            float(snr.max()),
+            max(each),
             low,
             self._low_avg,
             high,

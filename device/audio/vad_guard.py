@@ -65,6 +65,7 @@ class LevelGuard:
         self._block_min = float("inf")
         self._block_frames = 0
         self._blocks: deque[float] = deque(maxlen=_FLOOR_BLOCKS)
+        self._blocks_min = float("inf")  # of ``_blocks``, kept as they change
         self._since_loud = _LOUD_FRAMES
         self._echo_power = 0.0
         self._echo_heard = 0.0
@@ -88,9 +89,10 @@ class LevelGuard:
         self._block_frames += 1
         if self._block_frames == _FLOOR_BLOCK_FRAMES:
             self._blocks.append(self._block_min)
+            self._blocks_min = min(self._blocks)
             self._block_min = float("inf")
             self._block_frames = 0
-        floor = min(min(self._blocks, default=smooth), self._block_min)
+        floor = min(self._blocks_min if self._blocks else smooth, self._block_min)
         self.snr_db = _db(smooth) - _db(floor)
         need = self._echo_power * _ECHO_MARGIN
         if self._min_power is not None:

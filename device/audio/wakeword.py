@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from device.audio.frames import Pcm, check_mono_pcm, pcm_to_bytes
 from device.audio.resample import StreamResampler
+from device.audio.wakeword_model import StreamingFeatures, StreamingModel
 from device.config_listen import WAKE_WORDS
 from device.errors import ConfigError
 
@@ -35,7 +36,8 @@ class WakeWordUnavailable(ConfigError):
 
 
 class WakeWordModel(Protocol):
-    """What the detector needs of a model: one probability per feature window."""
+    """A model as the package loads it (``MicroWakeWord``): one probability per feature
+    window. The detector runs its interpreter itself (``wakeword_model``)."""
 
     probability_cutoff: float
 
@@ -91,7 +93,8 @@ class WakeWordDetector:
         self.model = model
         self.phrase = phrase
         self.rate_hz = rate_hz
-        self._features = _package().MicroWakeWordFeatures()
+        self._features = StreamingFeatures()
+        self._step = StreamingModel(model)
         # At the model's own rate the frame goes in as it is (no copy, no filter).
         self._resampler = (
             StreamResampler(rate_hz, MODEL_RATE_HZ, quality="LQ")
@@ -110,10 +113,10 @@ class WakeWordDetector:
         fired = False
         pcm = frame if self._resampler is None else self._resampler.process(frame)
         audio = pcm_to_bytes(pcm)
-        for features in self._features.process_streaming(audio):
-            probability = self.model.process_streaming_prob(features) or 0.0
+        for features in self._features.process(audio):
+            probability = self._step.process(features)
             self.last_probability = probability
-            if probability > self.model.probability_cutoff and self._deaf_frames == 0:
+            if probability > self._step.probability_cutoff and self._deaf_frames == 0:
                 fired = True
         if self._deaf_frames:
             self._deaf_frames -= 1
