@@ -10,7 +10,7 @@ and returns the typed value or raises ``_Invalid``; the checks across keys retur
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -25,6 +25,7 @@ from device.config_rules import (
     _show,
     _string,
 )
+from device.frozen import FrozenTable
 
 OUTPUT_MODALITIES = ("audio", "text")
 NOISE_REDUCTIONS = ("off", "near_field", "far_field")
@@ -42,29 +43,8 @@ _TRANSCRIPTION_MODEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 
 
-class StringTable(Mapping[str, str]):
+class StringTable(FrozenTable[str]):
     """An immutable, hashable name -> text table, so a frozen config can hold it."""
-
-    def __init__(self, entries: Mapping[str, str] | None = None) -> None:
-        self._entries: dict[str, str] = dict(entries or {})
-
-    def __getitem__(self, name: str) -> str:
-        return self._entries[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._entries.items()))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Mapping) and dict(self._entries) == dict(other)
-
-    def __repr__(self) -> str:
-        return f"StringTable({self._entries!r})"
 
 
 def _speed(value: Any) -> float:

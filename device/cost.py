@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import date
 from typing import Any, Protocol
 
+from device.frozen import FrozenTable
 from device.realtime.events import Usage
 
 TOKENS_PER_MTOK = 1_000_000
@@ -60,26 +61,8 @@ class Prices:
 PRICE_KEYS = tuple(f.name for f in fields(Prices))
 
 
-class PriceTable(Mapping[str, Prices]):
+class PriceTable(FrozenTable[Prices]):
     """Model name -> Prices; immutable and hashable, so a frozen config can hold it."""
-
-    def __init__(self, entries: Mapping[str, Prices]) -> None:
-        self._entries: dict[str, Prices] = dict(entries)
-
-    def __getitem__(self, model: str) -> Prices:
-        return self._entries[model]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __hash__(self) -> int:
-        return hash(frozenset(self._entries.items()))
-
-    def __repr__(self) -> str:
-        return f"PriceTable({self._entries!r})"
 
     def as_dict(self) -> dict[str, dict[str, float]]:
         """TOML-shaped: {model: {"text_in_per_mtok": 4.0, ...}}."""
