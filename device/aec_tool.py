@@ -36,10 +36,7 @@ RATES_HZ = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
 MAX_CHANNELS = 16
 FRAME_MS = 10
 REF_ACTIVE_RMS = 33.0  # int16 units, about -60 dBFS
-ALLOWED = (
-    f"16-bit PCM WAV at {', '.join(str(r) for r in RATES_HZ)} Hz, "
-    f"1-{MAX_CHANNELS} channels"
-)
+ALLOWED = f"16-bit PCM WAV at {', '.join(str(r) for r in RATES_HZ)} Hz, 1-{MAX_CHANNELS} channels"
 
 _PCM = 1
 _FLOAT = 3
@@ -99,8 +96,7 @@ def read_recording(path: Path, channel: int, option: str) -> Recording:
         raise InputError(f"{path}: {channels} channels; allowed: {ALLOWED}")
     if not 0 <= channel < channels:
         raise InputError(
-            f"{path}: {option} {channel} but the file has {channels} channel(s) "
-            f"(0..{channels - 1})"
+            f"{path}: {option} {channel} but the file has {channels} channel(s) (0..{channels - 1})"
         )
     whole = len(raw) // (2 * channels) * 2 * channels
     frames = np.frombuffer(raw[:whole], dtype="<i2").reshape(-1, channels)
@@ -228,26 +224,57 @@ def run_aec(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``aec`` subcommand's arguments."""
-    parser.add_argument("mic", type=Path, metavar="MIC.wav",
-                        help=f"microphone recording: {ALLOWED}")
-    parser.add_argument("ref", type=Path, metavar="REF.wav",
-                        help="what the speaker played, same rate as MIC")
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.wav",
-                        help="echo-cancelled microphone, mono 16-bit at MIC's rate")
-    parser.add_argument("--backend", choices=BACKENDS, default="ours",
-                        help="echo canceller (default: %(default)s; webrtc needs livekit, "
-                        "speex needs speexdsp)")
-    parser.add_argument("--channel", type=int, default=0, metavar="N",
-                        help="channel of a multi-channel MIC, from 0 (default: %(default)s)")
-    parser.add_argument("--ref-channel", type=int, default=0, metavar="N",
-                        help="channel of a multi-channel REF, from 0 (default: %(default)s)")
-    parser.add_argument("--erle", action="store_true",
-                        help="print the ERLE in dB over frames where the reference is active")
+    parser.add_argument(
+        "mic", type=Path, metavar="MIC.wav", help=f"microphone recording: {ALLOWED}"
+    )
+    parser.add_argument(
+        "ref", type=Path, metavar="REF.wav", help="what the speaker played, same rate as MIC"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT.wav",
+        help="echo-cancelled microphone, mono 16-bit at MIC's rate",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="ours",
+        help="echo canceller (default: %(default)s; webrtc needs livekit, speex needs speexdsp)",
+    )
+    parser.add_argument(
+        "--channel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="channel of a multi-channel MIC, from 0 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ref-channel",
+        type=int,
+        default=0,
+        metavar="N",
+        help="channel of a multi-channel REF, from 0 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--erle",
+        action="store_true",
+        help="print the ERLE in dB over frames where the reference is active",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    return run_aec(args.mic, args.ref, args.output, backend=args.backend,
-                   channel=args.channel, ref_channel=args.ref_channel, print_erle=args.erle)
+    return run_aec(
+        args.mic,
+        args.ref,
+        args.output,
+        backend=args.backend,
+        channel=args.channel,
+        ref_channel=args.ref_channel,
+        print_erle=args.erle,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -309,8 +309,13 @@ class Daemon:
             self.capture.hold_for_ms(0)  # the service heard the end of the turn
         new = transition(self.state, event)
         if new is not self.state:
-            log.info("state %s -> %s (%s)", self.state.value, new.value, event.value,
-                     extra={STATE_FIELD: new.value})
+            log.info(
+                "state %s -> %s (%s)",
+                self.state.value,
+                new.value,
+                event.value,
+                extra={STATE_FIELD: new.value},
+            )
             old, self.state = self.state, new
             self.service.status(self._status_line())
             self.ui.state_changed(old, new, event)

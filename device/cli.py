@@ -36,34 +36,68 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon on the configured hardware and the API")
-    run.add_argument("--config", type=Path, help="config file (default: $EDGEVOICE_CONFIG, "
-                     "else /etc/edgevoice/edgevoice.toml if present, else built-in defaults)")
+    run.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $EDGEVOICE_CONFIG, "
+        "else /etc/edgevoice/edgevoice.toml if present, else built-in defaults)",
+    )
 
     from device.demo_listen import SCENARIOS
 
     demo = sub.add_parser("demo", help="the daemon on fake hardware against the local simulator")
-    demo.add_argument("--input", type=Path, help="spoken question, a 16-bit PCM WAV "
-                      "(default: the shipped question)")
-    demo.add_argument("--output", type=Path, default=Path("out/demo/reply.wav"),
-                      help="WAV of everything the speaker played (default: %(default)s)")
-    demo.add_argument("--trace", type=Path, help="write every event sent and received as "
-                      "JSON lines to this file")
+    demo.add_argument(
+        "--input",
+        type=Path,
+        help="spoken question, a 16-bit PCM WAV (default: the shipped question)",
+    )
+    demo.add_argument(
+        "--output",
+        type=Path,
+        default=Path("out/demo/reply.wav"),
+        help="WAV of everything the speaker played (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--trace", type=Path, help="write every event sent and received as JSON lines to this file"
+    )
     demo.add_argument("--config", type=Path, help="config file to start from")
-    demo.add_argument("--speed", type=float, default=1.0,
-                      help="run the fake audio clock this many times faster than real time")
-    demo.add_argument("--timeout", type=float, default=60.0,
-                      help="give up after this many seconds of audio time (default: %(default)s)")
+    demo.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        help="run the fake audio clock this many times faster than real time",
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="give up after this many seconds of audio time (default: %(default)s)",
+    )
     demo.add_argument("--reply-text", help="what the simulator answers")
-    demo.add_argument("--voice-engine", choices=["auto", "espeak", "tone"], default="auto",
-                      help="how the simulator speaks (default: espeak-ng when installed)")
-    demo.add_argument("--scenario", choices=SCENARIOS, default="question",
-                      help="what the user says: the question (after the wake word in wake_word "
-                      "mode); wake-word: first without it; follow-up: a second question in the "
-                      "follow-up window; barge-in: over the reply (default: %(default)s)")
-    demo.add_argument("--fault", action="append", default=[], type=_fault, metavar="SPEC",
-                      help="make the simulator misbehave (repeatable), e.g. "
-                      "drop@response.output_audio.delta#3, garbage@session.updated, "
-                      "error:server_error@response.created, http:429:retry-after=2")
+    demo.add_argument(
+        "--voice-engine",
+        choices=["auto", "espeak", "tone"],
+        default="auto",
+        help="how the simulator speaks (default: espeak-ng when installed)",
+    )
+    demo.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="question",
+        help="what the user says: the question (after the wake word in wake_word "
+        "mode); wake-word: first without it; follow-up: a second question in the "
+        "follow-up window; barge-in: over the reply (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault,
+        metavar="SPEC",
+        help="make the simulator misbehave (repeatable), e.g. "
+        "drop@response.output_audio.delta#3, garbage@session.updated, "
+        "error:server_error@response.created, http:429:retry-after=2",
+    )
 
     devices = sub.add_parser(
         "devices", help="audio devices, ALSA cards, I2C chips and the board that would be used"
@@ -74,8 +108,12 @@ def _parser() -> argparse.ArgumentParser:
         "selftest", help="check speaker and mics, LEDs, a button, the API key and the network"
     )
     selftest.add_argument("--config", type=Path, help="config file (default: as for run)")
-    selftest.add_argument("--button-timeout", type=float, default=10.0,
-                          help="seconds to wait for a button press (default: %(default)s)")
+    selftest.add_argument(
+        "--button-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for a button press (default: %(default)s)",
+    )
 
     from device.aec_tool import add_arguments as add_aec_arguments
     from device.vad_tool import add_arguments as add_vad_arguments
@@ -127,8 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "vad":
             from device.vad_tool import run_vad
 
-            return run_vad(args.path, backend=args.backend, channel=args.channel,
-                           as_json=args.as_json, out=sys.stdout)
+            return run_vad(
+                args.path,
+                backend=args.backend,
+                channel=args.channel,
+                as_json=args.as_json,
+                out=sys.stdout,
+            )
         if args.command == "ask-image":
             from device.ask_image import run_ask_image
 
@@ -168,8 +211,13 @@ def _devices(args: argparse.Namespace) -> int:
         print(f"edgevoice: {exc}; showing devices without it", file=sys.stderr)
         print(devices_report())
         return EXIT_OK
-    print(devices_report(board=config.device.board, input_device=config.audio.input_device,
-                         output_device=config.audio.output_device))
+    print(
+        devices_report(
+            board=config.device.board,
+            input_device=config.audio.input_device,
+            output_device=config.audio.output_device,
+        )
+    )
     return EXIT_OK
 
 

@@ -91,8 +91,12 @@ async def run_conversation(
         # The question comes at once and would cut the AI disclosure of a first start
         # short: the demo is about the conversation (the disclosure has tests of its own).
         overrides = {"link": {"disclosure": ""}, **plan.overrides}
-        config = with_overrides(config, device={"hardware": "fake", "state_dir": str(state_dir)},
-                                realtime={"url": simulator.url}, **overrides)
+        config = with_overrides(
+            config,
+            device={"hardware": "fake", "state_dir": str(state_dir)},
+            realtime={"url": simulator.url},
+            **overrides,
+        )
         hardware = build_fake(
             HardwareRequest("fake", board=config.device.board, block_ms=config.audio.block_ms),
             speed=speed,
@@ -112,8 +116,9 @@ async def run_conversation(
         script = None if plan.script is None else asyncio.create_task(plan.script(daemon, duplex))
         try:
             # the daemon ending early (a hardware error) also ends the wait
-            await asyncio.wait([task, replies], timeout=timeout_s / speed,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [task, replies], timeout=timeout_s / speed, return_when=asyncio.FIRST_COMPLETED
+            )
             if not task.done():
                 await asyncio.sleep(TAIL_S / speed)
         finally:
@@ -126,10 +131,17 @@ async def run_conversation(
         duplex.save_output(output)
         rate_hz = duplex.format.rate_hz
         listening = daemon.listener.core
-        return DemoResult(daemon.replies_finished, audible_seconds(duplex.played(), rate_hz),
-                          output, timeline, tuple(simulator.faults_fired), listening.wake_words,
-                          listening.barge_ins, daemon.stats.chunks_dropped_asleep,
-                          daemon.stats.chunks_dropped_muted)
+        return DemoResult(
+            daemon.replies_finished,
+            audible_seconds(duplex.played(), rate_hz),
+            output,
+            timeline,
+            tuple(simulator.faults_fired),
+            listening.wake_words,
+            listening.barge_ins,
+            daemon.stats.chunks_dropped_asleep,
+            daemon.stats.chunks_dropped_muted,
+        )
     finally:
         await simulator.stop()
         if trace is not None:
@@ -141,8 +153,9 @@ def run_demo(args: argparse.Namespace) -> int:
     setup_logging(config.device.log_level)
     question = args.input or shipped_question()
     plan = scenario(args.scenario, question)
-    options = SimulatorOptions(reply_text=args.reply_text, voice_engine=args.voice_engine,
-                               faults=tuple(args.fault))
+    options = SimulatorOptions(
+        reply_text=args.reply_text, voice_engine=args.voice_engine, faults=tuple(args.fault)
+    )
     try:
         result = asyncio.run(
             run_conversation(
@@ -164,11 +177,16 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"fault fired: {fault}")
     print(f"question: {question}")
     if args.scenario != "question" or result.wake_words:
-        print(f"scenario {args.scenario}: wake word heard {result.wake_words} time(s), "
-              f"{result.barge_ins} barge-in(s), {result.chunks_dropped_asleep} microphone "
-              "chunk(s) dropped before an activation"
-              + (f", {result.chunks_dropped_muted} while muted"
-                 if result.chunks_dropped_muted else ""))
+        print(
+            f"scenario {args.scenario}: wake word heard {result.wake_words} time(s), "
+            f"{result.barge_ins} barge-in(s), {result.chunks_dropped_asleep} microphone "
+            "chunk(s) dropped before an activation"
+            + (
+                f", {result.chunks_dropped_muted} while muted"
+                if result.chunks_dropped_muted
+                else ""
+            )
+        )
     print(f"reply WAV: {result.output} ({result.reply_audio_s:.1f} s of audible reply)")
     if args.trace:
         print(f"trace: {args.trace}")

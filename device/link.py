@@ -147,9 +147,7 @@ class ServiceLink:
 
     def settings(self) -> SessionSettings:
         daemon = self._daemon
-        return session_settings(
-            daemon.config, (*daemon.tools.definitions(), *daemon.mcp.tools())
-        )
+        return session_settings(daemon.config, (*daemon.tools.definitions(), *daemon.mcp.tools()))
 
     # -- connections -------------------------------------------------------------------
 

@@ -31,8 +31,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-          "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 SYSLOG_IDENTIFIER = "edgevoice"
 # The journal field carrying the device state, for ``extra={STATE_FIELD: ...}``.
@@ -44,8 +48,7 @@ PLAIN_FORMAT = "%(levelname)s %(name)s: %(message)s"
 JOURNAL_FORMAT = "%(name)s: %(message)s"
 
 # sd-daemon(3) priorities, for the "<N>" prefix of lines on a journal stream.
-_SYSLOG_PRIORITY = ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4),
-                    (logging.ERROR, 3))
+_SYSLOG_PRIORITY = ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4), (logging.ERROR, 3))
 _SYSLOG_CRIT = 2
 
 

@@ -44,10 +44,16 @@ QUIET_DBFS = -40.0  # heard, but quiet enough to deserve a remark
 CLIP_LEVEL = 32000
 AUDIO_TIMEOUT_S = 10.0
 LED_STEP_S = 0.5
-LED_COLOURS = (("red", Rgb(255, 0, 0)), ("green", Rgb(0, 255, 0)), ("blue", Rgb(0, 0, 255)),
-               ("white", Rgb(255, 255, 255)))
-AUDIO_ADVICE = ("check the speaker connection, the playback and capture levels in alsamixer, "
-                "and that `edgevoice devices` shows the HAT's card")
+LED_COLOURS = (
+    ("red", Rgb(255, 0, 0)),
+    ("green", Rgb(0, 255, 0)),
+    ("blue", Rgb(0, 0, 255)),
+    ("white", Rgb(255, 255, 255)),
+)
+AUDIO_ADVICE = (
+    "check the speaker connection, the playback and capture levels in alsamixer, "
+    "and that `edgevoice devices` shows the HAT's card"
+)
 
 Sleep = Callable[[float], Awaitable[None]]
 Connect = Callable[[str, int, bool], Awaitable[str]]
@@ -178,10 +184,12 @@ async def check_audio(config: Config, hardware: Hardware, timeout_s: float) -> C
     configured = config.audio.mic_channel
     mic_channel = board.mic_channels[0] if configured < 0 else configured
     if mic_channel >= fmt.in_channels:
-        return CheckResult("audio", False, f"mic channel {mic_channel} does not exist "
-                           f"({fmt.in_channels} input channels)",
-                           "set audio.mic_channel to -1 (the board's first mic) or below "
-                           f"{fmt.in_channels}")
+        return CheckResult(
+            "audio",
+            False,
+            f"mic channel {mic_channel} does not exist ({fmt.in_channels} input channels)",
+            f"set audio.mic_channel to -1 (the board's first mic) or below {fmt.in_channels}",
+        )
     signal, tone_start, tone_frames = tone_signal(fmt.rate_hz)
     try:
         try:
@@ -190,23 +198,40 @@ async def check_audio(config: Config, hardware: Hardware, timeout_s: float) -> C
             mic = await _play_and_record(duplex, signal, mic_channel, timeout_s)
     except AudioError as exc:
         busy = "busy" in str(exc).lower()
-        advice = ("stop the daemon first (systemctl stop edgevoice): one program at a time "
-                  "can open the card; then " if busy else "") + AUDIO_ADVICE
+        advice = (
+            "stop the daemon first (systemctl stop edgevoice): one program at a time "
+            "can open the card; then "
+            if busy
+            else ""
+        ) + AUDIO_ADVICE
         return CheckResult("audio", False, f"cannot open audio: {exc}", advice)
     except TimeoutError:
-        return CheckResult("audio", False, f"no audio blocks arrived within {timeout_s:g} s, "
-                           "twice (the stream stalled)", AUDIO_ADVICE)
+        return CheckResult(
+            "audio",
+            False,
+            f"no audio blocks arrived within {timeout_s:g} s, twice (the stream stalled)",
+            AUDIO_ADVICE,
+        )
     report = analyse_tone(mic, fmt.rate_hz, tone_start, tone_frames)
     where = f"mic channel {mic_channel} at {fmt.rate_hz} Hz"
     if not report.heard:
-        return CheckResult("audio", False, f"the {TONE_HZ} Hz tone was not heard on {where} "
-                           f"(level {report.level_dbfs:.1f} dBFS, noise "
-                           f"{report.noise_dbfs:.1f} dBFS)", AUDIO_ADVICE)
-    detail = (f"{TONE_HZ} Hz tone heard on {where} at {report.level_dbfs:.1f} dBFS "
-              f"(noise {report.noise_dbfs:.1f} dBFS), {report.delay_ms:.1f} ms after it was played")
+        return CheckResult(
+            "audio",
+            False,
+            f"the {TONE_HZ} Hz tone was not heard on {where} "
+            f"(level {report.level_dbfs:.1f} dBFS, noise "
+            f"{report.noise_dbfs:.1f} dBFS)",
+            AUDIO_ADVICE,
+        )
+    detail = (
+        f"{TONE_HZ} Hz tone heard on {where} at {report.level_dbfs:.1f} dBFS "
+        f"(noise {report.noise_dbfs:.1f} dBFS), {report.delay_ms:.1f} ms after it was played"
+    )
     if report.level_dbfs < QUIET_DBFS:
-        detail += ("; quiet: normal when the speaker is far from the mics, otherwise raise "
-                   "the capture gain in alsamixer")
+        detail += (
+            "; quiet: normal when the speaker is far from the mics, otherwise raise "
+            "the capture gain in alsamixer"
+        )
     if report.clipped:
         detail += "; the mic clips: lower the capture gain or the volume in alsamixer"
     return CheckResult("audio", True, detail)
@@ -218,8 +243,10 @@ async def check_audio(config: Config, hardware: Hardware, timeout_s: float) -> C
 def _led_advice(hardware: Hardware) -> str:
     leds = hardware.board.leds
     if leds.chip == "apa102":
-        advice = (f"check that SPI is enabled (dtparam=spi=on in config.txt) and "
-                  f"/dev/spidev{leds.spi_bus}.{leds.spi_device} exists")
+        advice = (
+            f"check that SPI is enabled (dtparam=spi=on in config.txt) and "
+            f"/dev/spidev{leds.spi_bus}.{leds.spi_device} exists"
+        )
     else:
         pins = ", ".join(f"GPIO{p}" for p in leds.pins)
         advice = f"check that no other program uses the LED pins ({pins or 'none'})"
@@ -246,8 +273,9 @@ async def check_leds(hardware: Hardware, sleep: Sleep) -> CheckResult:
     return CheckResult("leds", True, f"showed {names} on {leds.count} LED(s) ({chip})")
 
 
-async def check_button(hardware: Hardware, timeout_s: float,
-                       out: Callable[[str], None]) -> CheckResult:
+async def check_button(
+    hardware: Hardware, timeout_s: float, out: Callable[[str], None]
+) -> CheckResult:
     buttons = hardware.buttons
     if not buttons.names:
         return CheckResult("button", True, "no buttons")
@@ -268,9 +296,13 @@ async def check_button(hardware: Hardware, timeout_s: float,
         name = await asyncio.wait_for(pressed, timeout_s)
     except TimeoutError:
         pins = ", ".join(f"{b.name} on GPIO{b.pin}" for b in hardware.board.buttons)
-        return CheckResult("button", False, f"no press within {timeout_s:g} s",
-                           f"check the button's wiring ({pins or 'see the board profile'}) and "
-                           "that no other program uses its pin")
+        return CheckResult(
+            "button",
+            False,
+            f"no press within {timeout_s:g} s",
+            f"check the button's wiring ({pins or 'see the board profile'}) and "
+            "that no other program uses its pin",
+        )
     finally:
         buttons.set_handler(None)
     return CheckResult("button", True, f"{name!r} pressed")
@@ -283,9 +315,13 @@ def check_credential(loader: Callable[[], ApiKey]) -> tuple[CheckResult, ApiKey 
     try:
         key = loader()
     except CredentialError as exc:
-        return CheckResult("credential", False, str(exc),
-                           "install the key as the systemd credential openai-api-key "
-                           "(see README), or set realtime.api_key_file"), None
+        return CheckResult(
+            "credential",
+            False,
+            str(exc),
+            "install the key as the systemd credential openai-api-key "
+            "(see README), or set realtime.api_key_file",
+        ), None
     return CheckResult("credential", True, f"API key found in {key.source}"), key
 
 
@@ -302,22 +338,41 @@ async def open_connection(host: str, port: int, tls: bool) -> str:
 
 def _network_failure(exc: BaseException, host: str, port: int, timeout_s: float) -> CheckResult:
     if isinstance(exc, socket.gaierror):
-        return CheckResult("network", False, f"cannot resolve {host} ({exc.strerror})",
-                           "check the network connection and DNS (is Wi-Fi set up?)")
+        return CheckResult(
+            "network",
+            False,
+            f"cannot resolve {host} ({exc.strerror})",
+            "check the network connection and DNS (is Wi-Fi set up?)",
+        )
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = getattr(exc, "verify_message", None) or exc
-        return CheckResult("network", False, f"TLS certificate check failed for {host} "
-                           f"({reason})",
-                           "check the system clock (timedatectl; a Pi has no clock battery) "
-                           "and that no proxy intercepts TLS")
+        return CheckResult(
+            "network",
+            False,
+            f"TLS certificate check failed for {host} ({reason})",
+            "check the system clock (timedatectl; a Pi has no clock battery) "
+            "and that no proxy intercepts TLS",
+        )
     if isinstance(exc, ConnectionRefusedError):
-        return CheckResult("network", False, f"{host}:{port} refused the connection",
-                           "check realtime.url (host and port)")
+        return CheckResult(
+            "network",
+            False,
+            f"{host}:{port} refused the connection",
+            "check realtime.url (host and port)",
+        )
     if isinstance(exc, TimeoutError):
-        return CheckResult("network", False, f"no answer from {host}:{port} within "
-                           f"{timeout_s:g} s", "check the network; a firewall may block it")
-    return CheckResult("network", False, f"cannot connect to {host}:{port} "
-                       f"({type(exc).__name__}: {exc})", "check the network connection")
+        return CheckResult(
+            "network",
+            False,
+            f"no answer from {host}:{port} within {timeout_s:g} s",
+            "check the network; a firewall may block it",
+        )
+    return CheckResult(
+        "network",
+        False,
+        f"cannot connect to {host}:{port} ({type(exc).__name__}: {exc})",
+        "check the network connection",
+    )
 
 
 async def check_network(config: Config, key: ApiKey | None, connect: Connect) -> CheckResult:
@@ -333,21 +388,33 @@ async def check_network(config: Config, key: ApiKey | None, connect: Connect) ->
     reached = f"{'TLS' if tls else 'TCP'} to {host}:{port} ({peer}) ok"
     if key is None:
         return CheckResult("network", True, f"{reached}; handshake skipped: no API key")
-    client = RealtimeClient(realtime_url(rt.url, rt.model), key.secret.reveal(),
-                            open_timeout_s=timeout_s)
+    client = RealtimeClient(
+        realtime_url(rt.url, rt.model), key.secret.reveal(), open_timeout_s=timeout_s
+    )
     try:
         await client.connect()
         await client.close(1000)
     except ServiceError as exc:
         if exc.status in (401, 403):
-            return CheckResult("network", False, f"{reached}; the key was refused "
-                               f"(HTTP {exc.status})", "install a valid API key "
-                               f"(the one in use comes from {key.source})")
-        return CheckResult("network", False, f"{reached}; the WebSocket handshake failed: {exc}",
-                           "check realtime.url and realtime.model, and the account's limits")
+            return CheckResult(
+                "network",
+                False,
+                f"{reached}; the key was refused (HTTP {exc.status})",
+                f"install a valid API key (the one in use comes from {key.source})",
+            )
+        return CheckResult(
+            "network",
+            False,
+            f"{reached}; the WebSocket handshake failed: {exc}",
+            "check realtime.url and realtime.model, and the account's limits",
+        )
     except (OSError, TimeoutError) as exc:
-        return CheckResult("network", False, f"{reached}; the WebSocket handshake failed "
-                           f"({type(exc).__name__}: {exc})", "check the network connection")
+        return CheckResult(
+            "network",
+            False,
+            f"{reached}; the WebSocket handshake failed ({type(exc).__name__}: {exc})",
+            "check the network connection",
+        )
     return CheckResult("network", True, f"{reached}; WebSocket handshake accepted the key")
 
 
@@ -389,12 +456,23 @@ async def run_selftest(
         try:
             result = await check()
         except Exception as exc:
-            result = CheckResult(name, False, f"{type(exc).__name__}: {exc}",
-                                 "unexpected; run again with device.log_level = debug")
+            result = CheckResult(
+                name,
+                False,
+                f"{type(exc).__name__}: {exc}",
+                "unexpected; run again with device.log_level = debug",
+            )
         out(result.line())
         results.append(result)
     return results
 
 
-__all__ = ["CheckResult", "ToneReport", "analyse_tone", "open_connection", "run_selftest",
-           "selftest_exit_code", "tone_signal"]
+__all__ = [
+    "CheckResult",
+    "ToneReport",
+    "analyse_tone",
+    "open_connection",
+    "run_selftest",
+    "selftest_exit_code",
+    "tone_signal",
+]

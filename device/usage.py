@@ -90,8 +90,11 @@ class UsageKeeper:
     def _update_pause(self) -> None:
         if self.ledger.take_budget_notice():
             cost = self._config.cost
-            log.warning("today's budget is spent (%.2f %s): not listening until tomorrow",
-                        cost.daily_budget_usd, cost.currency)
+            log.warning(
+                "today's budget is spent (%.2f %s): not listening until tomorrow",
+                cost.daily_budget_usd,
+                cost.currency,
+            )
         paused = self.ledger.budget_spent
         if paused != self.paused:
             self.paused = paused

@@ -95,9 +95,7 @@ def read_wav(path: Path, channel: int | None) -> Wav:
     if channels < 1:
         raise InputError(f"{path}: no channels; allowed: {ALLOWED}")
     if channel is None and channels > 1:
-        raise InputError(
-            f"{path}: {channels} channels; pick one with --channel 0..{channels - 1}"
-        )
+        raise InputError(f"{path}: {channels} channels; pick one with --channel 0..{channels - 1}")
     index = 0 if channel is None else channel
     if not 0 <= index < channels:
         raise InputError(
@@ -112,8 +110,9 @@ def read_wav(path: Path, channel: int | None) -> Wav:
 def speech_segments(samples: Pcm, rate_hz: int, backend: str) -> list[tuple[float, float]]:
     """Utterances in seconds, as the voice gate would open for them."""
     audio = resample(samples, rate_hz, ANALYSIS_RATE_HZ)
-    gate = VadGate(ANALYSIS_RATE_HZ, FRAME_MS,
-                   classifier=make_classifier(backend, ANALYSIS_RATE_HZ))
+    gate = VadGate(
+        ANALYSIS_RATE_HZ, FRAME_MS, classifier=make_classifier(backend, ANALYSIS_RATE_HZ)
+    )
     step = gate.frame_frames
     segments: list[tuple[float, float]] = []
     start: int | None = None
@@ -136,8 +135,15 @@ def _seconds(first_frame: int, last_frame: int) -> tuple[float, float]:
     return (round(first_frame * FRAME_MS / 1000, 2), round((last_frame + 1) * FRAME_MS / 1000, 2))
 
 
-def run_vad(path: Path, *, backend: str, channel: int | None, as_json: bool, out: TextIO,
-            err: TextIO | None = None) -> int:
+def run_vad(
+    path: Path,
+    *,
+    backend: str,
+    channel: int | None,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO | None = None,
+) -> int:
     """The ``edgevoice vad`` command; returns the exit code."""
     errors = err if err is not None else sys.stderr
     try:
@@ -162,15 +168,30 @@ def run_vad(path: Path, *, backend: str, channel: int | None, as_json: bool, out
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``vad`` subcommand's arguments."""
-    parser.add_argument("path", type=Path, metavar="IN.wav",
-                        help=f"recording: {ALLOWED} (other rates are resampled to 16 kHz)")
-    parser.add_argument("--backend", choices=VAD_BACKENDS, default="webrtc",
-                        help="speech classifier (default: %(default)s; silero needs "
-                        "onnxruntime and silero-vad)")
-    parser.add_argument("--channel", type=int, metavar="N",
-                        help="channel of a multi-channel file, from 0 (required for those)")
-    parser.add_argument("--json", dest="as_json", action="store_true",
-                        help='print {"segments": [[start_s, end_s], ...]} instead of lines')
+    parser.add_argument(
+        "path",
+        type=Path,
+        metavar="IN.wav",
+        help=f"recording: {ALLOWED} (other rates are resampled to 16 kHz)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=VAD_BACKENDS,
+        default="webrtc",
+        help="speech classifier (default: %(default)s; silero needs onnxruntime and silero-vad)",
+    )
+    parser.add_argument(
+        "--channel",
+        type=int,
+        metavar="N",
+        help="channel of a multi-channel file, from 0 (required for those)",
+    )
+    parser.add_argument(
+        "--json",
+        dest="as_json",
+        action="store_true",
+        help='print {"segments": [[start_s, end_s], ...]} instead of lines',
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,8 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     add_arguments(parser)
     args = parser.parse_args(argv)
-    return run_vad(args.path, backend=args.backend, channel=args.channel,
-                   as_json=args.as_json, out=sys.stdout)
+    return run_vad(
+        args.path, backend=args.backend, channel=args.channel, as_json=args.as_json, out=sys.stdout
+    )
 
 
 if __name__ == "__main__":

@@ -75,8 +75,11 @@ def _board_dir() -> Traversable:
 
 def list_boards() -> list[str]:
     """Names of the shipped profiles, sorted."""
-    return sorted(entry.name.removesuffix(".toml") for entry in _board_dir().iterdir()
-                  if entry.name.endswith(".toml") and entry.is_file())
+    return sorted(
+        entry.name.removesuffix(".toml")
+        for entry in _board_dir().iterdir()
+        if entry.name.endswith(".toml") and entry.is_file()
+    )
 
 
 def load_board(name: str) -> BoardProfile:
@@ -85,8 +88,9 @@ def load_board(name: str) -> BoardProfile:
     if name not in available:
         close = difflib.get_close_matches(name, available, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise BoardError("hw/boards", "board", f"no profile named {name!r}{hint}",
-                         ", ".join(available))
+        raise BoardError(
+            "hw/boards", "board", f"no profile named {name!r}{hint}", ", ".join(available)
+        )
     return _load_shipped(name)
 
 
@@ -138,8 +142,7 @@ _I2C_DEVICE = re.compile(r"(\d+)-([0-9a-fA-F]{4})")
 _CARD_LINE = re.compile(r"\s*\d+\s+\[([^\]]*)\]\s*:")
 
 
-def probe_i2c_sysfs(root: Path = Path("/sys/bus/i2c/devices"), *, bus: int | None = 1
-                    ) -> set[int]:
+def probe_i2c_sysfs(root: Path = Path("/sys/bus/i2c/devices"), *, bus: int | None = 1) -> set[int]:
     """Addresses of I2C devices the kernel has bound a driver to, read from sysfs.
 
     Entries are named ``<bus>-<4 hex digits>``. Only bound devices count: an overlay

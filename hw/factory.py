@@ -213,9 +213,7 @@ def build_real_camera(request: CameraRequest) -> tuple[Camera | None, list[str]]
     return camera, []
 
 
-def build_fake(
-    request: HardwareRequest, *, speed: float = 1.0, echo_gain: float = 0.0
-) -> Hardware:
+def build_fake(request: HardwareRequest, *, speed: float = 1.0, echo_gain: float = 0.0) -> Hardware:
     """Fake hardware; ``echo_gain`` > 0 puts the speaker next to the mics (it hears itself)."""
     board = resolve_board(request.board, "fake")
     duplex = FakeDuplex(

@@ -39,11 +39,15 @@ def pin_open_error(part: str, pin: int, exc: BaseException) -> HardwareError:
     """A HardwareError for a pin that would not open, with what to try."""
     cause = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, BadPinFactory):
-        hint = (f"no GPIO backend could be loaded; on a Pi 5 install lgpio ({PI_EXTRA}), "
-                "on other Pis lgpio or RPi.GPIO")
+        hint = (
+            f"no GPIO backend could be loaded; on a Pi 5 install lgpio ({PI_EXTRA}), "
+            "on other Pis lgpio or RPi.GPIO"
+        )
     else:
-        hint = ("is another process using the pin (another voice daemon, a HAT driver)? "
-                f"On a Pi 5 install lgpio ({PI_EXTRA})")
+        hint = (
+            "is another process using the pin (another voice daemon, a HAT driver)? "
+            f"On a Pi 5 install lgpio ({PI_EXTRA})"
+        )
     return HardwareError(f"{part} on GPIO{pin} cannot be opened ({cause}); {hint}")
 
 
@@ -89,12 +93,17 @@ class GpioButtons:
             self.close()
             raise
 
-    def _open(self, profile: ButtonProfile, pin_factory: object | None,
-              bounce_s: float | None) -> None:
+    def _open(
+        self, profile: ButtonProfile, pin_factory: object | None, bounce_s: float | None
+    ) -> None:
         part = f"button {profile.name!r}"
         try:
-            device = Button(profile.pin, pull_up=profile.active_low, bounce_time=bounce_s,
-                            pin_factory=pin_factory)
+            device = Button(
+                profile.pin,
+                pull_up=profile.active_low,
+                bounce_time=bounce_s,
+                pin_factory=pin_factory,
+            )
         except Exception as exc:  # every backend fails differently; all mean "cannot open"
             raise pin_open_error(part, profile.pin, exc) from exc
         self._devices.append(device)
@@ -119,8 +128,7 @@ class GpioButtons:
         try:
             handler(ButtonEvent(name, pressed, self._clock()))
         except Exception:
-            log.exception("button handler failed on %s %s", name,
-                          "press" if pressed else "release")
+            log.exception("button handler failed on %s %s", name, "press" if pressed else "release")
 
     def close(self) -> None:
         """Stop delivering edges and release the pins; idempotent."""
@@ -142,8 +150,9 @@ class GpioLeds:
     ones opened before it.
     """
 
-    def __init__(self, pins: Sequence[int], *, rgb: bool,
-                 pin_factory: object | None = None) -> None:
+    def __init__(
+        self, pins: Sequence[int], *, rgb: bool, pin_factory: object | None = None
+    ) -> None:
         per_led = 3 if rgb else 1
         if not pins or len(pins) % per_led:
             raise ValueError(f"{len(pins)} pins do not make whole {'RGB ' if rgb else ''}LEDs")
@@ -232,12 +241,16 @@ def build_leds(
             spi_factory=spi_factory,
             pin_factory=pin_factory,
         )
-        note = (f"LEDs: {profile.count} APA102 pixels on "
-                f"/dev/spidev{profile.spi_bus}.{profile.spi_device}")
+        note = (
+            f"LEDs: {profile.count} APA102 pixels on "
+            f"/dev/spidev{profile.spi_bus}.{profile.spi_device}"
+        )
         if profile.power_pin is not None:
             level = "high" if profile.power_active_high else "low"
-            note += (f", powered by GPIO{profile.power_pin} (active {level}); a Pi Zero that "
-                     "resets when the ring lights up needs a stronger power supply")
+            note += (
+                f", powered by GPIO{profile.power_pin} (active {level}); a Pi Zero that "
+                "resets when the ring lights up needs a stronger power supply"
+            )
         return ring, [note]
     if chip in ("gpio", "gpio_rgb"):
         rgb = chip == "gpio_rgb"

@@ -27,9 +27,7 @@ def _rtc() -> Any:
     except ImportError as exc:
         raise AecUnavailable(f"echo canceller 'webrtc' needs livekit; {INSTALL_HINT}") from exc
     if not hasattr(rtc, "AudioProcessingModule"):
-        raise AecUnavailable(
-            f"the installed livekit has no AudioProcessingModule; {INSTALL_HINT}"
-        )
+        raise AecUnavailable(f"the installed livekit has no AudioProcessingModule; {INSTALL_HINT}")
     return rtc
 
 

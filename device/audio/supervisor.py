@@ -120,8 +120,9 @@ class AudioSupervisor:
                     self.faulted = True
                     log.error("audio: %s; reopening the stream", problem)
                     on_fault(problem)
-                delay_s = reopen_delay_s(attempt, self._rand, base_s=self._base_s,
-                                         cap_s=self._cap_s)
+                delay_s = reopen_delay_s(
+                    attempt, self._rand, base_s=self._base_s, cap_s=self._cap_s
+                )
                 await self._sleep(delay_s)
                 attempt += 1
                 self.reopen_attempts += 1

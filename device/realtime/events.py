@@ -24,6 +24,7 @@ class _Event:
 @dataclass(frozen=True)
 class SessionCreated(_Event):
     """First frame of every connection: the service's default session."""
+
     session: Mapping[str, Any]
     session_id: str
     expires_at: int | None  # Unix seconds; sessions end after 60 minutes
@@ -32,12 +33,14 @@ class SessionCreated(_Event):
 @dataclass(frozen=True)
 class SessionUpdated(_Event):
     """A session.update was accepted; ``session`` is the full effective config."""
+
     session: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class SpeechStarted(_Event):
     """Server VAD heard the user start: the cue for barge-in."""
+
     item_id: str
     audio_start_ms: int
 
@@ -62,6 +65,7 @@ class BufferCleared(_Event):
 @dataclass(frozen=True)
 class BufferTimeout(_Event):
     """Server VAD's idle timeout fired; the service commits silence and answers."""
+
     item_id: str
     audio_start_ms: int
     audio_end_ms: int
@@ -104,6 +108,7 @@ class InputTranscriptionDelta(_Event):
 @dataclass(frozen=True)
 class InputTranscriptionCompleted(_Event):
     """What the separate speech-to-text pass heard; not necessarily what the model heard."""
+
     item_id: str
     transcript: str
 
@@ -139,6 +144,7 @@ class OutputItemDone(_OutputItemEvent):
 @dataclass(frozen=True)
 class _ResponseEvent(_Event):
     """Streamed output of one item of one response."""
+
     response_id: str
     item_id: str
 
@@ -150,7 +156,7 @@ class _ContentPartEvent(_ResponseEvent):
 
     @property
     def kind(self) -> str | None:
-        """"audio" or "text", whichever spelling the service used.
+        """ "audio" or "text", whichever spelling the service used.
 
         Content-part events say "audio"/"text" while item content says
         "output_audio"/"output_text"; clients have broken on each, so both read the same.
@@ -174,6 +180,7 @@ class ContentPartDone(_ContentPartEvent):
 @dataclass(frozen=True)
 class AudioDelta(_ResponseEvent):
     """A chunk of reply audio, already decoded: PCM16 mono at 24 kHz."""
+
     output_index: int
     content_index: int
     pcm: bytes = field(repr=False)  # kept out of log lines
@@ -187,6 +194,7 @@ class AudioDone(_ResponseEvent):
 @dataclass(frozen=True)
 class TranscriptDelta(_ResponseEvent):
     """Text of the reply audio, streamed alongside it."""
+
     delta: str
 
 
@@ -208,6 +216,7 @@ class TextDone(_ResponseEvent):
 @dataclass(frozen=True)
 class FunctionCallArgumentsDone(_ResponseEvent):
     """The model wants a tool run; ``name`` is None from services that omit it."""
+
     call_id: str
     name: str | None
     arguments: str  # a JSON document as a string, exactly as the model wrote it
@@ -217,6 +226,7 @@ class FunctionCallArgumentsDone(_ResponseEvent):
 class McpListToolsDone(_Event):
     """mcp_list_tools.completed or .failed: the service listed an MCP server's tools, or
     could not. The ``mcp_list_tools`` item (conversation.item.done) names the server."""
+
     item_id: str
     failed: bool = field(default=False, kw_only=True)
 
@@ -225,6 +235,7 @@ class McpListToolsDone(_Event):
 class McpCallDone(_Event):
     """response.mcp_call.completed or .failed; the ``mcp_call`` item (output_item.done)
     carries the tool, the server and the output or error."""
+
     item_id: str
     output_index: int
     failed: bool = field(default=False, kw_only=True)
@@ -233,6 +244,7 @@ class McpCallDone(_Event):
 @dataclass(frozen=True)
 class Usage:
     """Token counts of one response; the cached counts are a subset of the input counts."""
+
     total_tokens: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -250,6 +262,7 @@ class Usage:
 @dataclass(frozen=True)
 class ResponseDone(_Event):
     """Always sent, whatever the outcome; ``status`` says which one."""
+
     response_id: str
     status: str  # completed | cancelled | failed | incomplete
     status_details: Mapping[str, Any] | None
@@ -260,6 +273,7 @@ class ResponseDone(_Event):
 @dataclass(frozen=True)
 class RateLimit:
     """One limit of the account: ``name`` is "requests" or "tokens"; None where not given."""
+
     name: str | None
     limit: int | None
     remaining: int | None
@@ -269,6 +283,7 @@ class RateLimit:
 @dataclass(frozen=True)
 class RateLimitsUpdated(_Event):
     """Sent as a response starts (its output tokens reserved); ``limits`` is the typed view."""
+
     rate_limits: tuple[Mapping[str, Any], ...]
     limits: tuple[RateLimit, ...] = field(default=(), kw_only=True, compare=False)
 
@@ -290,15 +305,41 @@ class ServerError(_Event):
 @dataclass(frozen=True)
 class Unknown(_Event):
     """Any event type this daemon does not act on; kept so it can be counted and logged."""
+
     type: str
 
 
 ServerEvent: TypeAlias = (
-    SessionCreated | SessionUpdated | SpeechStarted | SpeechStopped | BufferCommitted
-    | BufferCleared | BufferTimeout | ItemAdded | ItemDone | ItemTruncated | ItemDeleted
-    | InputTranscriptionDelta | InputTranscriptionCompleted | InputTranscriptionFailed
-    | ResponseCreated | OutputItemAdded | OutputItemDone | ContentPartAdded | ContentPartDone
-    | AudioDelta | AudioDone | TranscriptDelta | TranscriptDone | TextDelta | TextDone
-    | FunctionCallArgumentsDone | McpListToolsDone | McpCallDone | ResponseDone
-    | RateLimitsUpdated | ServerError | Unknown
+    SessionCreated
+    | SessionUpdated
+    | SpeechStarted
+    | SpeechStopped
+    | BufferCommitted
+    | BufferCleared
+    | BufferTimeout
+    | ItemAdded
+    | ItemDone
+    | ItemTruncated
+    | ItemDeleted
+    | InputTranscriptionDelta
+    | InputTranscriptionCompleted
+    | InputTranscriptionFailed
+    | ResponseCreated
+    | OutputItemAdded
+    | OutputItemDone
+    | ContentPartAdded
+    | ContentPartDone
+    | AudioDelta
+    | AudioDone
+    | TranscriptDelta
+    | TranscriptDone
+    | TextDelta
+    | TextDone
+    | FunctionCallArgumentsDone
+    | McpListToolsDone
+    | McpCallDone
+    | ResponseDone
+    | RateLimitsUpdated
+    | ServerError
+    | Unknown
 )

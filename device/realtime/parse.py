@@ -62,8 +62,15 @@ _MISSING = object()
 def _json_type(value: Any) -> str:
     if value is _MISSING:
         return "missing"
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
-             str: "a string", list: "an array", dict: "an object"}
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -100,8 +107,10 @@ class _Fields:
         if optional and (value is _MISSING or value is None):
             return None
         if not ok(value):
-            raise RemoteProtocolError(f"{self.kind}: field {self._path + name!r} must be"
-                                      f" {expected}, got {_json_type(value)}")
+            raise RemoteProtocolError(
+                f"{self.kind}: field {self._path + name!r} must be"
+                f" {expected}, got {_json_type(value)}"
+            )
         return value
 
     def text(self, name: str) -> str:
@@ -153,7 +162,8 @@ class _Fields:
             return base64.b64decode(encoded, validate=True)
         except ValueError:  # binascii.Error, or non-ASCII characters in the string
             raise RemoteProtocolError(
-                f"{self.kind}: field {self._path + name!r} is not valid base64") from None
+                f"{self.kind}: field {self._path + name!r} is not valid base64"
+            ) from None
 
     def common(self) -> dict[str, Any]:
         return {"event_id": self.opt_text("event_id") or "", "raw": self.obj}
@@ -185,8 +195,9 @@ def _by_name(cls: type[ServerEvent]) -> Callable[[_Fields], ServerEvent]:
 
 def _session_created(f: _Fields) -> ServerEvent:
     session = f.sub("session")
-    return SessionCreated(session.obj, session.text("id"), session.opt_integer("expires_at"),
-                          **f.common())
+    return SessionCreated(
+        session.obj, session.text("id"), session.opt_integer("expires_at"), **f.common()
+    )
 
 
 def _transcription_delta(f: _Fields) -> ServerEvent:
@@ -195,8 +206,14 @@ def _transcription_delta(f: _Fields) -> ServerEvent:
 
 
 def _audio_delta(f: _Fields) -> ServerEvent:
-    return AudioDelta(f.text("response_id"), f.text("item_id"), f.integer("output_index"),
-                      f.integer("content_index"), f.base64("delta"), **f.common())
+    return AudioDelta(
+        f.text("response_id"),
+        f.text("item_id"),
+        f.integer("output_index"),
+        f.integer("content_index"),
+        f.base64("delta"),
+        **f.common(),
+    )
 
 
 def _usage(response: _Fields) -> Usage | None:
@@ -224,9 +241,14 @@ def _usage(response: _Fields) -> Usage | None:
 
 def _response_done(f: _Fields) -> ServerEvent:
     response = f.sub("response")
-    return ResponseDone(response.text("id"), response.text("status"),
-                        response.opt_mapping("status_details"), _usage(response),
-                        response.opt_mappings("output"), **f.common())
+    return ResponseDone(
+        response.text("id"),
+        response.text("status"),
+        response.opt_mapping("status_details"),
+        _usage(response),
+        response.opt_mappings("output"),
+        **f.common(),
+    )
 
 
 def _rate_limits_updated(f: _Fields) -> ServerEvent:
@@ -248,8 +270,14 @@ def _rate_limits_updated(f: _Fields) -> ServerEvent:
 def _server_error(f: _Fields) -> ServerEvent:
     error = f.sub("error")
     # A message-less error still carries its type and code, which matter more than losing it.
-    return ServerError(error.text("type"), error.opt_text("code"), error.opt_text("message") or "",
-                       error.opt_text("param"), error.opt_text("event_id"), **f.common())
+    return ServerError(
+        error.text("type"),
+        error.opt_text("code"),
+        error.opt_text("message") or "",
+        error.opt_text("param"),
+        error.opt_text("event_id"),
+        **f.common(),
+    )
 
 
 def _mcp_list_failed(f: _Fields) -> ServerEvent:
@@ -332,7 +360,8 @@ def parse_server_event(frame: str | bytes) -> ServerEvent:
         raise RemoteProtocolError(
             f"expected a text frame, got a binary frame of {len(frame)} bytes"
             if isinstance(frame, (bytes, bytearray, memoryview))
-            else f"expected a text frame, got {type(frame).__name__}")
+            else f"expected a text frame, got {type(frame).__name__}"
+        )
     try:
         obj = json.loads(frame)
     except ValueError as exc:  # JSONDecodeError, or an integer too long to convert

@@ -163,8 +163,10 @@ def _check_value(fault: Fault) -> None:
     if kind in ("drop", "garbage", "non_object", "binary", "fatal_error", "expire"):
         if value is not None:
             raise ValueError(f"{kind} takes no argument")
-    elif kind == "stall" and value is not None and (
-        isinstance(value, str) or not 0 < value < math.inf
+    elif (
+        kind == "stall"
+        and value is not None
+        and (isinstance(value, str) or not 0 < value < math.inf)
     ):
         raise ValueError("stall takes seconds > 0 (none: until the client gives up)")
     elif kind == "close":
@@ -184,12 +186,16 @@ def _check_value(fault: Fault) -> None:
         if not isinstance(value, str) or not _CODE.fullmatch(value):
             raise ValueError("error takes an error code such as server_error")
     elif kind == "unknown_event":
-        if not isinstance(value, str) or not _EVENT_TYPE.fullmatch(value) or (
-            value in SERVER_EVENTS
+        if (
+            not isinstance(value, str)
+            or not _EVENT_TYPE.fullmatch(value)
+            or (value in SERVER_EVENTS)
         ):
             raise ValueError(f"unknown_event needs a type the protocol lacks, got {value!r}")
-    elif kind == "bad_field" and value is not None and (
-        not isinstance(value, str) or not _CODE.fullmatch(value.removeprefix("-"))
+    elif (
+        kind == "bad_field"
+        and value is not None
+        and (not isinstance(value, str) or not _CODE.fullmatch(value.removeprefix("-")))
     ):
         raise ValueError("bad_field takes a field name, or -FIELD to leave it out")
 
@@ -401,10 +407,18 @@ def _bad_frame(fault: Fault, trigger: Event | None, event_id: str) -> str | byte
 
 def _wrong_field(fault: Fault, trigger: Event | None, event_id: str) -> Event:
     """A copy of ``trigger`` (or an audio delta) with one field of the wrong type, or none."""
-    event = dict(trigger) if trigger is not None else {
-        "type": "response.output_audio.delta", "response_id": "resp_0", "item_id": "item_0",
-        "output_index": 0, "content_index": 0, "delta": "AAAA",
-    }
+    event = (
+        dict(trigger)
+        if trigger is not None
+        else {
+            "type": "response.output_audio.delta",
+            "response_id": "resp_0",
+            "item_id": "item_0",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": "AAAA",
+        }
+    )
     event["event_id"] = event_id
     named = fault.value if isinstance(fault.value, str) else ""
     payload = [key for key in event if key not in ("type", "event_id")]

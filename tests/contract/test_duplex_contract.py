@@ -86,6 +86,7 @@ class Recorder:
 def start_running(duplex: AudioDuplex, recorder: Recorder, attempts: int = 3) -> None:
     """Start, and start again when the stream ends before its first block."""
     for _ in range(attempts):
+
         def first_block(before: int = recorder.calls) -> bool:
             return recorder.calls > before
 
@@ -106,8 +107,9 @@ def wait_while_active(duplex: AudioDuplex, recorder: Recorder, done: Callable[[]
     pytest.fail(f"stalled: {recorder.calls} blocks in {WAIT_S:g} s, yet still active")
 
 
-def keep_running(duplex: AudioDuplex, recorder: Recorder, done: Callable[[], bool],
-                 host_restarts: int = 2) -> None:
+def keep_running(
+    duplex: AudioDuplex, recorder: Recorder, done: Callable[[], bool], host_restarts: int = 2
+) -> None:
     """Run the stream until ``done``, restarting it if the host API ends it.
 
     ALSA's pulse plugin now and then fails a poll ("ContinuePoll ... failed",

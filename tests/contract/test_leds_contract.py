@@ -54,8 +54,15 @@ def _gpio(pins: list[int], rgb: bool) -> Callable[[MockFactory], Rig]:
 def _ring(power_pin: int | None) -> Callable[[MockFactory], Rig]:
     def make(factory: MockFactory) -> Rig:
         spi = RecordingSpi()
-        ring = Apa102Ring(4, spi_bus=0, spi_device=0, power_pin=power_pin,
-                          power_active_high=True, spi_factory=spi.factory, pin_factory=factory)
+        ring = Apa102Ring(
+            4,
+            spi_bus=0,
+            spi_device=0,
+            power_pin=power_pin,
+            power_active_high=True,
+            spi_factory=spi.factory,
+            pin_factory=factory,
+        )
 
         def levels() -> list[float]:
             if not spi.writes or (power_pin is not None and not factory.pin(power_pin).state):
@@ -77,8 +84,15 @@ RIGS: dict[str, tuple[Callable[[MockFactory], Rig], bool]] = {
     "apa102": (_ring(None), False),
     "apa102-power-pin": (_ring(5), False),
 }
-COUNTS = {"fake": 3, "gpio-single-pwm": 1, "gpio-single-on-off": 1, "gpio-rgb-pwm": 1,
-          "gpio-two-rgb-on-off": 2, "apa102": 4, "apa102-power-pin": 4}
+COUNTS = {
+    "fake": 3,
+    "gpio-single-pwm": 1,
+    "gpio-single-on-off": 1,
+    "gpio-rgb-pwm": 1,
+    "gpio-two-rgb-on-off": 2,
+    "apa102": 4,
+    "apa102-power-pin": 4,
+}
 
 
 @contextmanager
@@ -133,9 +147,7 @@ def test_show_lights_and_off_darkens(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize("delta", [-1, 1])
-def test_wrong_number_of_pixels_is_a_value_error_and_changes_nothing(
-    rig: Rig, delta: int
-) -> None:
+def test_wrong_number_of_pixels_is_a_value_error_and_changes_nothing(rig: Rig, delta: int) -> None:
     rig.leds.show([WHITE] * rig.leds.count)
     before = rig.levels()
     with pytest.raises(ValueError, match="pixels"):
@@ -197,8 +209,15 @@ def test_rgb_led_drives_red_green_blue_pins_in_order(pwm_factory: MockFactory) -
 
 def test_ring_writes_the_exact_frame() -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=None, power_active_high=True,
-                      brightness=16, spi_factory=spi.factory)
+    ring = Apa102Ring(
+        3,
+        spi_bus=0,
+        spi_device=0,
+        power_pin=None,
+        power_active_high=True,
+        brightness=16,
+        spi_factory=spi.factory,
+    )
     ring.show([AMBER, OFF, WHITE])
     ring.close()
     assert spi.frames == [

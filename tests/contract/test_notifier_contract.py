@@ -36,8 +36,8 @@ def test_is_a_notifier(rig: Rig) -> None:
 
 
 @pytest.mark.parametrize(
-    "message", ["READY=1", "STATUS=idle, connected", "WATCHDOG=1", "STOPPING=1",
-                "READY=1\nSTATUS=listening"]
+    "message",
+    ["READY=1", "STATUS=idle, connected", "WATCHDOG=1", "STOPPING=1", "READY=1\nSTATUS=listening"],
 )
 def test_messages_arrive_as_sent_in_order(rig: Rig, message: str) -> None:
     notifier, received = rig

@@ -138,9 +138,7 @@ def test_conn_and_times_name_a_window_of_connections() -> None:
         ("bad_field:a b", "bad_field takes a field name"),
     ],
 )
-def test_bad_specs_give_one_line_naming_the_reason_and_the_grammar(
-    spec: str, reason: str
-) -> None:
+def test_bad_specs_give_one_line_naming_the_reason_and_the_grammar(spec: str, reason: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_fault(spec)
     message = str(caught.value)
@@ -282,9 +280,7 @@ def test_drop_at_open_sends_nothing_at_all() -> None:
 
 def test_stall_goes_silent_and_a_keepalive_client_gives_up_with_1011() -> None:
     async def scenario(sim: RealtimeSimulator) -> None:
-        async with open_session(
-            sim, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.2
-        ) as ws:
+        async with open_session(sim, ping_interval=0.05, ping_timeout=0.2, close_timeout=0.2) as ws:
             assert types(await recv_until(ws, "session.created")) == ["session.created"]
             await ws.send(json.dumps(UPDATE))
             assert types(await recv_until(ws, "session.updated")) == ["session.updated"]
@@ -324,8 +320,10 @@ def test_a_timed_stall_is_a_slow_server_that_then_carries_on() -> None:
         ("binary", lambda frame: isinstance(frame, bytes) and len(frame) == 480),
         (
             "unknown_event",
-            lambda frame: json.loads(frame)["type"] not in SERVER_EVENTS
-            and json.loads(frame)["event_id"].startswith("event_"),
+            lambda frame: (
+                json.loads(frame)["type"] not in SERVER_EVENTS
+                and json.loads(frame)["event_id"].startswith("event_")
+            ),
         ),
         (
             "unknown_event:response.output_audio.sparkle",
@@ -516,7 +514,12 @@ def test_several_faults_on_one_connection_fire_in_event_order() -> None:
             await ws.send(json.dumps(UPDATE))
             frames, closed = await frames_until_closed(ws)
             assert types(frames) == [
-                None, "session.created", "error", "session.updated", None, None,
+                None,
+                "session.created",
+                "error",
+                "session.updated",
+                None,
+                None,
             ]
             assert isinstance(frames[4], bytes) and closed.rcvd is not None
             assert closed.rcvd.code == 1013

@@ -720,8 +720,11 @@ def test_the_first_response_calls_the_offered_function() -> None:
     ]
     assert len(deltas) > 1 and "".join(d["delta"] for d in deltas) == SET_VOLUME[1]
     added = only(events, "response.output_item.added")["item"]
-    assert (added["type"], added["status"], added["arguments"]) == ("function_call",
-                                                                     "in_progress", "")
+    assert (added["type"], added["status"], added["arguments"]) == (
+        "function_call",
+        "in_progress",
+        "",
+    )
     done = only(events, "response.function_call_arguments.done")
     item = only(events, "response.output_item.done")["item"]
     assert (item["name"], item["arguments"], item["status"]) == (*SET_VOLUME, "completed")
@@ -737,9 +740,9 @@ def test_the_first_response_calls_the_offered_function() -> None:
 def test_the_answer_after_the_function_output_speaks_the_output() -> None:
     core = Core(tool_call=SET_VOLUME)
     core.update(tools=[VOLUME_TOOL])
-    call_id = only(core.send({"type": "response.create"}), "response.done")["response"][
-        "output"
-    ][0]["call_id"]
+    call_id = only(core.send({"type": "response.create"}), "response.done")["response"]["output"][
+        0
+    ]["call_id"]
     output = {"type": "function_call_output", "call_id": call_id, "output": '{"volume": 30}'}
     added = core.send({"type": "conversation.item.create", "item": output})
     assert types(added) == ["conversation.item.added", "conversation.item.done"]

@@ -17,9 +17,11 @@ from hw.ports import OFF
 def test_stop_closes_the_websocket_with_1000_and_turns_leds_off(tmp_path: Path) -> None:
     async def body() -> None:
         async with RealtimeSimulator(SimulatorOptions(voice_engine="tone")) as sim:
-            config = with_overrides(load_config(None),
-                                    device={"hardware": "fake", "state_dir": str(tmp_path)},
-                                    realtime={"url": sim.url})
+            config = with_overrides(
+                load_config(None),
+                device={"hardware": "fake", "state_dir": str(tmp_path)},
+                realtime={"url": sim.url},
+            )
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
             daemon = Daemon(config, hardware, "sk-test-stop")
             stop = asyncio.Event()

@@ -18,9 +18,18 @@ SAMPLE = Path(__file__).parents[2] / "device" / "data" / "edgevoice.sample.toml"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY", "EDGEVOICE_CONFIG",
-                        "NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "OPENAI_API_KEY",
+            "CREDENTIALS_DIRECTORY",
+            "EDGEVOICE_CONFIG",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+        )
+    }
     env.update(extra)
     return env
 
@@ -49,8 +58,13 @@ def test_config_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_run_without_key_exits_78_without_traceback(tmp_path: Path) -> None:
     cfg = tmp_path / "edgevoice.toml"
     cfg.write_text('[device]\nhardware = "fake"\n')
-    proc = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=60, env=clean_env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
     assert proc.returncode == EXIT_CONFIG
     assert "Traceback" not in proc.stderr
     assert "openai-api-key" in proc.stderr and "OPENAI_API_KEY" in proc.stderr
@@ -65,9 +79,13 @@ def test_run_on_missing_audio_device_is_a_clear_failure(tmp_path: Path) -> None:
     key = tmp_path / "creds"
     key.mkdir()
     (key / "openai-api-key").write_text("sk-test-not-real\n")
-    proc = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=60,
-                          env=clean_env(CREDENTIALS_DIRECTORY=str(key)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(CREDENTIALS_DIRECTORY=str(key)),
+    )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert "no-such-card-xyz" in proc.stderr
@@ -76,13 +94,19 @@ def test_run_on_missing_audio_device_is_a_clear_failure(tmp_path: Path) -> None:
 def test_run_on_fake_hardware_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     cfg = tmp_path / "edgevoice.toml"
     # nothing listens on this port: the daemon runs offline and keeps retrying
-    cfg.write_text('[device]\nhardware = "fake"\n[realtime]\nurl = "ws://127.0.0.1:9/v1/realtime"\n')
+    cfg.write_text(
+        '[device]\nhardware = "fake"\n[realtime]\nurl = "ws://127.0.0.1:9/v1/realtime"\n'
+    )
     key = tmp_path / "creds"
     key.mkdir()
     (key / "openai-api-key").write_text("sk-test-not-real\n")
-    proc = subprocess.Popen([sys.executable, "-m", "device", "run", "--config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=clean_env(CREDENTIALS_DIRECTORY=str(key)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "device", "run", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(CREDENTIALS_DIRECTORY=str(key)),
+    )
     try:
         deadline = time.monotonic() + 30
         assert proc.stderr is not None
@@ -111,8 +135,12 @@ def test_run_with_an_echo_canceller_that_is_not_installed_is_a_config_error(
     key = tmp_path / "creds"
     key.mkdir()
     (key / "openai-api-key").write_text("sk-test-not-real\n")
-    proc = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=60,
-                          env=clean_env(CREDENTIALS_DIRECTORY=str(key)))
+    proc = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(CREDENTIALS_DIRECTORY=str(key)),
+    )
     assert proc.returncode == EXIT_CONFIG
     assert "Traceback" not in proc.stderr and "audio.aec" in proc.stderr

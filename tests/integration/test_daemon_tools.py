@@ -62,12 +62,18 @@ ALL = ["volume", "mute", "leds", "time", "status"]
 @pytest.mark.parametrize(
     ("call", "check"),
     [
-        (("volume", '{"action": "set", "percent": 30}'),
-         lambda d: d.controls.volume_percent == 30 and d.reply.gain == volume_gain(30)),
-        (("mute", '{"muted": true}'),
-         lambda d: d.controls.mic_muted and "microphone muted" in d._status_line()),
-        (("leds", '{"color": "blue", "brightness": 0.5}'),
-         lambda d: d.controls.led_color == (Rgb(0, 80, 255), 0.5)),
+        (
+            ("volume", '{"action": "set", "percent": 30}'),
+            lambda d: d.controls.volume_percent == 30 and d.reply.gain == volume_gain(30),
+        ),
+        (
+            ("mute", '{"muted": true}'),
+            lambda d: d.controls.mic_muted and "microphone muted" in d._status_line(),
+        ),
+        (
+            ("leds", '{"color": "blue", "brightness": 0.5}'),
+            lambda d: d.controls.led_color == (Rgb(0, 80, 255), 0.5),
+        ),
         (("status", "{}"), lambda d: True),
     ],
 )
@@ -100,8 +106,9 @@ def test_volume_set_by_voice_is_remembered_across_restarts(tmp_path: Path) -> No
     assert json.loads((tmp_path / "settings.json").read_text()) == {"volume_percent": 30}
 
     async def restart() -> Daemon:
-        config = with_overrides(load_config(None),
-                                device={"hardware": "fake", "state_dir": str(tmp_path)})
+        config = with_overrides(
+            load_config(None), device={"hardware": "fake", "state_dir": str(tmp_path)}
+        )
         daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
         await daemon.controls.load()
         return daemon
@@ -115,8 +122,11 @@ def test_a_broken_settings_file_falls_back_to_the_configured_volume(tmp_path: Pa
     (tmp_path / "settings.json").write_text("{not json")
 
     async def start() -> Daemon:
-        config = with_overrides(load_config(None), audio={"volume_percent": 55},
-                                device={"hardware": "fake", "state_dir": str(tmp_path)})
+        config = with_overrides(
+            load_config(None),
+            audio={"volume_percent": 55},
+            device={"hardware": "fake", "state_dir": str(tmp_path)},
+        )
         daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
         await daemon.controls.load()
         return daemon

@@ -142,9 +142,23 @@ def test_timeline_shows_turn_latencies(demo_run: tuple[DemoResult, list[dict[str
 def test_demo_command_writes_wav_and_trace(tmp_path: Path) -> None:
     env = {**os.environ, "EDGEVOICE_CONFIG": ""}
     proc = subprocess.run(
-        [sys.executable, "-m", "device", "demo", "--speed", "4",
-         "--output", str(tmp_path / "r.wav"), "--trace", str(tmp_path / "t.jsonl")],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "demo",
+            "--speed",
+            "4",
+            "--output",
+            str(tmp_path / "r.wav"),
+            "--trace",
+            str(tmp_path / "t.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "turn 1:" in proc.stdout and "reply WAV" in proc.stdout
@@ -154,10 +168,24 @@ def test_demo_command_writes_wav_and_trace(tmp_path: Path) -> None:
 
 def test_demo_with_faults_reports_them_and_still_answers(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "device", "demo", "--speed", "4", "--output",
-         str(tmp_path / "r.wav"), "--fault", "garbage@session.updated",
-         "--fault", "error:server_error@response.created"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "device",
+            "demo",
+            "--speed",
+            "4",
+            "--output",
+            str(tmp_path / "r.wav"),
+            "--fault",
+            "garbage@session.updated",
+            "--fault",
+            "error:server_error@response.created",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     assert "fault fired: garbage@session.updated" in proc.stdout
@@ -168,7 +196,9 @@ def test_demo_with_faults_reports_them_and_still_answers(tmp_path: Path) -> None
 def test_demo_rejects_a_bad_fault_spec_with_the_grammar() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "device", "demo", "--fault", "explode@now"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "bad fault 'explode@now'" in proc.stderr and "KIND" in proc.stderr

@@ -21,16 +21,23 @@ pytestmark = pytest.mark.slow
 def run(tmp_path: Path, aec: str, echo_gain: float) -> tuple[DemoResult, list[dict[str, Any]]]:
     config = with_overrides(load_config(None), audio={"aec": aec})
     result = asyncio.run(
-        run_conversation(config, shipped_question(), tmp_path / "reply.wav",
-                         trace_path=tmp_path / "trace.jsonl", speed=3.0, timeout_s=40.0,
-                         echo_gain=echo_gain)
+        run_conversation(
+            config,
+            shipped_question(),
+            tmp_path / "reply.wav",
+            trace_path=tmp_path / "trace.jsonl",
+            speed=3.0,
+            timeout_s=40.0,
+            echo_gain=echo_gain,
+        )
     )
     return result, read_trace(tmp_path / "trace.jsonl")
 
 
 def speech_starts(trace: list[dict[str, Any]]) -> int:
-    return sum(1 for line in trace
-               if line["event"].get("type") == "input_audio_buffer.speech_started")
+    return sum(
+        1 for line in trace if line["event"].get("type") == "input_audio_buffer.speech_started"
+    )
 
 
 def appends_while_playing(result: DemoResult, trace: list[dict[str, Any]]) -> int:
@@ -38,9 +45,11 @@ def appends_while_playing(result: DemoResult, trace: list[dict[str, Any]]) -> in
     (trace and timeline share the monotonic clock)."""
     marks = {m.name: m.at_s for m in result.timeline.marks}
     start, end = marks[tl.FIRST_DAC_SAMPLE], marks[tl.PLAYBACK_FINISHED]
-    return sum(1 for line in trace
-               if line["event"].get("type") == "input_audio_buffer.append"
-               and start < line["t"] < end)
+    return sum(
+        1
+        for line in trace
+        if line["event"].get("type") == "input_audio_buffer.append" and start < line["t"] < end
+    )
 
 
 def test_loud_echo_does_not_interrupt_the_reply(tmp_path: Path) -> None:

@@ -181,8 +181,13 @@ class Rig:
             "PYTHONPATH": str(REPO),
         }
 
-    def pi(self, *, i2c: tuple[int, ...] = (0x1A,), model: str = "Raspberry Pi 4 Model B Rev 1.4",
-           groups: bool = True) -> Rig:
+    def pi(
+        self,
+        *,
+        i2c: tuple[int, ...] = (0x1A,),
+        model: str = "Raspberry Pi 4 Model B Rev 1.4",
+        groups: bool = True,
+    ) -> Rig:
         """Make the root a Raspberry Pi OS bookworm system with these I2C chips bound."""
         etc = self.root / "etc"
         etc.mkdir(exist_ok=True)
@@ -212,8 +217,13 @@ class Rig:
     def run(self, *args: str, stdin: int | None = subprocess.DEVNULL, **env: str) -> Result:
         before = len(self.log.read_text().splitlines())
         proc = subprocess.run(
-            ["bash", str(SCRIPT), *args], env={**self.env, **env}, stdin=stdin,
-            capture_output=True, text=True, timeout=120, check=False,
+            ["bash", str(SCRIPT), *args],
+            env={**self.env, **env},
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         self.outputs += [proc.stdout, proc.stderr]
         calls = self.log.read_text().splitlines()[before:]
@@ -259,8 +269,14 @@ def test_shellcheck_is_clean() -> None:
         if os.environ.get(REQUIRE_SHELLCHECK) == "1":
             pytest.fail(f"shellcheck is not installed and {REQUIRE_SHELLCHECK}=1", pytrace=False)
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    proc = subprocess.run(["shellcheck", "-x", str(SCRIPT)], cwd=REPO, capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        ["shellcheck", "-x", str(SCRIPT)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.stdout + proc.stderr == ""
     assert proc.returncode == 0
 
@@ -268,8 +284,15 @@ def test_shellcheck_is_clean() -> None:
 def test_help_lists_the_options(rig: Rig) -> None:
     res = rig.run("--help")
     assert res.returncode == 0
-    for option in ("--board", "--key-file", "--no-selftest", "--dry-run", "--uninstall",
-                   "--purge", "--root"):
+    for option in (
+        "--board",
+        "--key-file",
+        "--no-selftest",
+        "--dry-run",
+        "--uninstall",
+        "--purge",
+        "--root",
+    ):
         assert option in res.stdout
     assert "respeaker-2mic" in res.stdout
     assert res.calls == []
@@ -308,7 +331,8 @@ def test_install_on_a_2mic_pi_then_again_changes_nothing(rig: Rig) -> None:
     assert stat.S_IMODE(cred.stat().st_mode) == 0o600
     assert stat.S_IMODE(cred.parent.stat().st_mode) == 0o700
     assert first.called("systemd-creds encrypt") == [
-        f"systemd-creds encrypt --name=openai-api-key - {cred}.tmp"]
+        f"systemd-creds encrypt --name=openai-api-key - {cred}.tmp"
+    ]
 
     # the unit, copied as it is, enabled, then the selftest
     unit = rig.root / "etc/systemd/system/edgevoice.service"
@@ -324,8 +348,15 @@ def test_install_on_a_2mic_pi_then_again_changes_nothing(rig: Rig) -> None:
     assert snapshot(rig.root) == before
     assert "nothing changed" in second.stdout
     assert "keeping the existing" in second.stdout and "already in" in second.stdout
-    for mutating in ("apt-get", "python3 -m venv", "python -m pip", "systemd-creds encrypt",
-                     "systemctl enable", "systemctl daemon-reload", "systemctl restart"):
+    for mutating in (
+        "apt-get",
+        "python3 -m venv",
+        "python -m pip",
+        "systemd-creds encrypt",
+        "systemctl enable",
+        "systemctl daemon-reload",
+        "systemctl restart",
+    ):
         assert not second.called(mutating), mutating
 
 
@@ -333,10 +364,10 @@ def test_existing_config_is_kept(rig: Rig) -> None:
     rig.pi()
     mine = rig.root / "etc/edgevoice/edgevoice.toml"
     mine.parent.mkdir(parents=True)
-    mine.write_text('[audio]\nvolume_percent = 40\n')
+    mine.write_text("[audio]\nvolume_percent = 40\n")
     res = rig.run("--no-selftest")
     assert res.returncode == 0, res.output
-    assert mine.read_text() == '[audio]\nvolume_percent = 40\n'
+    assert mine.read_text() == "[audio]\nvolume_percent = 40\n"
     assert f"keeping the existing {mine}" in res.stdout
 
 
@@ -355,8 +386,10 @@ def test_raspi_config_enables_the_buses_when_present(rig: Rig) -> None:
     env = {"EDGEVOICE_RASPI_CONFIG": "raspi-config"}
     first = rig.run("--no-selftest", **env)
     assert first.returncode == 0, first.output
-    assert first.called("raspi-config") == ["raspi-config nonint do_i2c 0",
-                                            "raspi-config nonint do_spi 0"]
+    assert first.called("raspi-config") == [
+        "raspi-config nonint do_i2c 0",
+        "raspi-config nonint do_spi 0",
+    ]
     second = rig.run("--no-selftest", **env)
     assert not second.called("raspi-config")
     assert "I2C: already enabled" in second.stdout
@@ -436,8 +469,10 @@ def test_plain_debian_gets_the_groups_and_udev_rules(rig: Rig) -> None:
     res = rig.run("--no-selftest")
     assert res.returncode == 0, res.output
     prefix = f"--prefix {rig.root}"
-    assert res.called("groupadd") == [f"groupadd --system {prefix} gpio",
-                                      f"groupadd --system {prefix} spi"]
+    assert res.called("groupadd") == [
+        f"groupadd --system {prefix} gpio",
+        f"groupadd --system {prefix} spi",
+    ]
     rules = (rig.root / "etc/udev/rules.d/60-edgevoice.rules").read_text()
     assert 'GROUP="gpio"' in rules and 'GROUP="spi"' in rules
 
@@ -527,18 +562,40 @@ def test_dry_run_prints_every_action_and_changes_nothing(rig: Rig) -> None:
     assert res.returncode == 0, res.output
     assert snapshot(rig.root) == before
     out = res.stdout
-    for action in ("apt-get install", "append to", "dtoverlay=wm8960-soundcard",
-                   "python3 -m venv", "pip install", "edgevoice.toml", "systemd-creds encrypt",
-                   "edgevoice.service", "systemctl daemon-reload", "systemctl enable",
-                   "edgevoice selftest"):
+    for action in (
+        "apt-get install",
+        "append to",
+        "dtoverlay=wm8960-soundcard",
+        "python3 -m venv",
+        "pip install",
+        "edgevoice.toml",
+        "systemd-creds encrypt",
+        "edgevoice.service",
+        "systemctl daemon-reload",
+        "systemctl enable",
+        "edgevoice selftest",
+    ):
         assert action in out, action
     assert "nothing was changed" in out
     # only commands that read ran
     for call in res.calls:
-        assert call.split()[0] in ("dpkg-query", "dpkg", "python3", "i2cdetect", "systemctl",
-                                   "systemd-creds"), call
-        assert call.split()[1] in ("-W", "--print-architecture", "-c", "-y", "is-enabled",
-                                   "is-active", "decrypt"), call
+        assert call.split()[0] in (
+            "dpkg-query",
+            "dpkg",
+            "python3",
+            "i2cdetect",
+            "systemctl",
+            "systemd-creds",
+        ), call
+        assert call.split()[1] in (
+            "-W",
+            "--print-architecture",
+            "-c",
+            "-y",
+            "is-enabled",
+            "is-active",
+            "decrypt",
+        ), call
 
 
 def test_dry_run_uninstall_changes_nothing(rig: Rig) -> None:

@@ -139,7 +139,10 @@ def test_tone_played_comes_back_through_the_monitor(output_device: str | None) -
     else:
         pytest.fail("the sound stack ended the stream three times in a row")
     captured, times, latency_s, duplex = (
-        result.captured, result.times, result.latency_s, result.duplex
+        result.captured,
+        result.times,
+        result.latency_s,
+        result.duplex,
     )
 
     mic = np.concatenate(captured)[:, 0].astype(np.float64) / 32768

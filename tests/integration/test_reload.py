@@ -37,9 +37,11 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> 
 def test_new_voice_starts_a_new_session_with_it(tmp_path: Path) -> None:
     async def body() -> None:
         async with RealtimeSimulator(SimulatorOptions(voice_engine="tone")) as sim:
-            config = with_overrides(load_config(None),
-                                    device={"hardware": "fake", "state_dir": str(tmp_path)},
-                                    realtime={"url": sim.url, "voice": "marin"})
+            config = with_overrides(
+                load_config(None),
+                device={"hardware": "fake", "state_dir": str(tmp_path)},
+                realtime={"url": sim.url, "voice": "marin"},
+            )
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
             daemon = Daemon(config, hardware, "sk-test-reload")
             stop = asyncio.Event()
@@ -60,8 +62,9 @@ def test_new_voice_starts_a_new_session_with_it(tmp_path: Path) -> None:
 
 
 def test_hardware_settings_wait_for_a_restart(tmp_path: Path) -> None:
-    config = with_overrides(load_config(None),
-                            device={"hardware": "fake", "state_dir": str(tmp_path)})
+    config = with_overrides(
+        load_config(None), device={"hardware": "fake", "state_dir": str(tmp_path)}
+    )
     daemon = Daemon(config, build_fake(HardwareRequest("fake")), "sk-test")
     changed = with_overrides(config, audio={"block_ms": 10}, vad={"hangover_ms": 500})
     assert daemon.reload(changed) == ["audio.block_ms"]
@@ -72,16 +75,18 @@ def test_bad_file_keeps_the_running_config(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "edgevoice.toml"
-    path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n'
-                    '[realtime]\nvoice = "marin"\n')
+    path.write_text(
+        f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n[realtime]\nvoice = "marin"\n'
+    )
     daemon = Daemon(load_config(path), build_fake(HardwareRequest("fake")), "sk-test")
     path.write_text('[realtime]\nvoice = "nobody"\n')
     with caplog.at_level(logging.INFO):
         _reload(daemon, path)
     assert daemon.config.realtime.voice == "marin"
     assert "config reload failed" in caplog.text and "realtime.voice" in caplog.text
-    path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n'
-                    '[realtime]\nvoice = "cedar"\n')
+    path.write_text(
+        f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n[realtime]\nvoice = "cedar"\n'
+    )
     with caplog.at_level(logging.INFO):
         _reload(daemon, path)
     assert daemon.config.realtime.voice == "cedar"
@@ -104,8 +109,10 @@ def test_reload_to_a_missing_echo_canceller_keeps_everything(
     path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n')
     daemon = Daemon(load_config(path), build_fake(HardwareRequest("fake")), "sk-test")
     capture = daemon.capture
-    path.write_text(f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n'
-                    '[audio]\naec = "webrtc"\n[realtime]\nvoice = "cedar"\n')
+    path.write_text(
+        f'[device]\nhardware = "fake"\nstate_dir = "{tmp_path}"\n'
+        '[audio]\naec = "webrtc"\n[realtime]\nvoice = "cedar"\n'
+    )
     _reload(daemon, path)
     assert "config reload failed" in caplog.text and "edgevoice[webrtc]" in caplog.text
     assert daemon.capture is capture

@@ -23,19 +23,57 @@ SETTINGS = settings(max_examples=200, deadline=None)
 
 KNOWN_TYPES = sorted(GA_FIXTURES)
 # Every key a known event reads, at any depth, so random objects hit real fields.
-FIELD_NAMES = sorted({
-    "type", "event_id", "session", "id", "expires_at", "item_id", "audio_start_ms",
-    "audio_end_ms", "previous_item_id", "item", "content_index", "delta", "transcript",
-    "error", "response", "status", "status_details", "usage", "output", "output_index", "part",
-    "text", "call_id", "name", "arguments", "rate_limits", "code", "message", "param",
-    "total_tokens", "input_tokens", "output_tokens", "input_token_details",
-    "cached_tokens_details", "output_token_details", "text_tokens", "audio_tokens",
-    "image_tokens", "cached_tokens",
-})
+FIELD_NAMES = sorted(
+    {
+        "type",
+        "event_id",
+        "session",
+        "id",
+        "expires_at",
+        "item_id",
+        "audio_start_ms",
+        "audio_end_ms",
+        "previous_item_id",
+        "item",
+        "content_index",
+        "delta",
+        "transcript",
+        "error",
+        "response",
+        "status",
+        "status_details",
+        "usage",
+        "output",
+        "output_index",
+        "part",
+        "text",
+        "call_id",
+        "name",
+        "arguments",
+        "rate_limits",
+        "code",
+        "message",
+        "param",
+        "total_tokens",
+        "input_tokens",
+        "output_tokens",
+        "input_token_details",
+        "cached_tokens_details",
+        "output_token_details",
+        "text_tokens",
+        "audio_tokens",
+        "image_tokens",
+        "cached_tokens",
+    }
+)
 
 scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=20) | st.sampled_from(["", "AAAA", "AA==", "not base64!", "0"])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.sampled_from(["", "AAAA", "AA==", "not base64!", "0"])
 )
 keys = st.sampled_from(FIELD_NAMES) | st.text(max_size=8)
 json_values = st.recursive(
@@ -111,8 +149,7 @@ def test_valid_event_with_one_field_replaced_or_removed(kind: str, data: st.Data
 
 
 @SETTINGS
-@given(st.sampled_from(KNOWN_TYPES), st.dictionaries(st.text(max_size=12), json_values,
-                                                     max_size=4))
+@given(st.sampled_from(KNOWN_TYPES), st.dictionaries(st.text(max_size=12), json_values, max_size=4))
 def test_extra_fields_change_nothing(kind: str, extra: dict[str, Any]) -> None:
     fixture = GA_FIXTURES[kind]
     event = {**{k: v for k, v in extra.items() if k not in fixture}, **fixture}
@@ -122,8 +159,7 @@ def test_extra_fields_change_nothing(kind: str, extra: dict[str, Any]) -> None:
 @SETTINGS
 @given(st.binary(max_size=4096))
 def test_audio_delta_round_trips_any_pcm(pcm: bytes) -> None:
-    event = {**GA_FIXTURES["response.output_audio.delta"],
-             "delta": base64.b64encode(pcm).decode()}
+    event = {**GA_FIXTURES["response.output_audio.delta"], "delta": base64.b64encode(pcm).decode()}
     parsed = parse_server_event(json.dumps(event))
     assert isinstance(parsed, AudioDelta) and parsed.pcm == pcm
 

@@ -39,9 +39,18 @@ STOP_TIMEOUT_S = 10.0  # the unit allows 5 s (TimeoutStopSec); this only catches
 AF_UNIX_PATH_MAX = 107
 
 # Inherited variables that would change what the child does.
-_SCRUBBED = ("OPENAI_API_KEY", "CREDENTIALS_DIRECTORY", "EDGEVOICE_CONFIG", "EDGEVOICE_HW",
-             "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "LISTEN_FDS",
-             "LISTEN_PID")
+_SCRUBBED = (
+    "OPENAI_API_KEY",
+    "CREDENTIALS_DIRECTORY",
+    "EDGEVOICE_CONFIG",
+    "EDGEVOICE_HW",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "JOURNAL_STREAM",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+)
 
 
 # -- the service manager's side ---------------------------------------------------------
@@ -60,14 +69,19 @@ class Manager:
         remaining_s = timeout_s
         while not done(self.messages):
             if remaining_s <= 0:
-                pytest.fail(f"gave up waiting; received {self.messages}; "
-                            f"stderr:\n{daemon.stderr}", pytrace=False)
+                pytest.fail(
+                    f"gave up waiting; received {self.messages}; stderr:\n{daemon.stderr}",
+                    pytrace=False,
+                )
             if daemon.process.poll() is not None:
                 self.drain()
                 if done(self.messages):
                     break
-                pytest.fail(f"the daemon exited with {daemon.process.returncode}; received "
-                            f"{self.messages}; stderr:\n{daemon.stderr}", pytrace=False)
+                pytest.fail(
+                    f"the daemon exited with {daemon.process.returncode}; received "
+                    f"{self.messages}; stderr:\n{daemon.stderr}",
+                    pytrace=False,
+                )
             # Blocking receive in short slices, so an early exit is noticed.
             slice_s = min(0.5, remaining_s)
             remaining_s -= slice_s
@@ -126,19 +140,19 @@ class DaemonProcess:
         try:
             return self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"no exit {STOP_TIMEOUT_S} s after SIGTERM; stderr:\n{self.stderr}",
-                        pytrace=False)
+            pytest.fail(
+                f"no exit {STOP_TIMEOUT_S} s after SIGTERM; stderr:\n{self.stderr}", pytrace=False
+            )
 
 
 @pytest.fixture
-def start_daemon(
-    tmp_path: Path, manager: Manager
-) -> Iterator[Callable[..., DaemonProcess]]:
+def start_daemon(tmp_path: Path, manager: Manager) -> Iterator[Callable[..., DaemonProcess]]:
     """Starts the daemon with a config text and a key (or none); kills leftovers."""
     started: list[DaemonProcess] = []
 
-    def start(config_text: str, *, key: str | None = TEST_KEY, command: list[str] | None = None
-              ) -> DaemonProcess:
+    def start(
+        config_text: str, *, key: str | None = TEST_KEY, command: list[str] | None = None
+    ) -> DaemonProcess:
         config = tmp_path / "edgevoice.toml"
         config.write_text(config_text, encoding="utf-8")
         credentials = tmp_path / "credentials"
@@ -146,13 +160,19 @@ def start_daemon(
         if key is not None:
             (credentials / "openai-api-key").write_text(key + "\n", encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
-        env.update(NOTIFY_SOCKET=manager.address, WATCHDOG_USEC=str(WATCHDOG_USEC),
-                   CREDENTIALS_DIRECTORY=str(credentials))
+        env.update(
+            NOTIFY_SOCKET=manager.address,
+            WATCHDOG_USEC=str(WATCHDOG_USEC),
+            CREDENTIALS_DIRECTORY=str(credentials),
+        )
         stderr_path = tmp_path / f"stderr-{len(started)}.txt"
         with stderr_path.open("wb") as stderr:
             process = subprocess.Popen(
                 [*(command or [sys.executable, "-m", "device"]), "run", "--config", str(config)],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                cwd=REPO,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
         daemon = DaemonProcess(process, stderr_path)
@@ -177,8 +197,9 @@ class SimulatorThread:
     def __init__(self) -> None:
         self.simulator = RealtimeSimulator(SimulatorOptions(voice_engine="tone"))
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="simulator", daemon=True
+        )
 
     def __enter__(self) -> RealtimeSimulator:
         self._thread.start()
@@ -212,7 +233,7 @@ def refused_url() -> Iterator[str]:
 def pets_after_ready(messages: list[str]) -> int:
     if "READY=1" not in messages:
         return 0
-    return messages[messages.index("READY=1"):].count("WATCHDOG=1")
+    return messages[messages.index("READY=1") :].count("WATCHDOG=1")
 
 
 def statuses(messages: list[str]) -> list[str]:
@@ -243,7 +264,8 @@ def test_online_ready_watchdog_and_clean_stop(
     daemon = start_daemon(fake_config(simulator.url))
     messages = manager.receive_until(
         lambda m: pets_after_ready(m) >= 2 and "idle, connected" in statuses(m),
-        START_TIMEOUT_S, daemon,
+        START_TIMEOUT_S,
+        daemon,
     )
     assert_clean_start(messages)
     assert statuses(messages)[0] == "offline, not connected"
@@ -256,8 +278,7 @@ def test_offline_still_ready_and_petting(
 ) -> None:
     """A network outage must not look like a dead daemon: the watchdog keeps going."""
     daemon = start_daemon(fake_config(refused_url))
-    messages = manager.receive_until(lambda m: pets_after_ready(m) >= 2, START_TIMEOUT_S,
-                                     daemon)
+    messages = manager.receive_until(lambda m: pets_after_ready(m) >= 2, START_TIMEOUT_S, daemon)
     assert_clean_start(messages)
     assert statuses(messages) and all("not connected" in s for s in statuses(messages))
     assert "reconnecting" in daemon.stderr
@@ -302,9 +323,7 @@ def test_runs_without_writable_executable_memory(
     """The unit sets MemoryDenyWriteExecute=yes: the daemon must start and run under it."""
     if ctypes.CDLL(None).prctl(PR_GET_MDWE, 0, 0, 0, 0) < 0:
         pytest.skip("this kernel has no PR_SET_MDWE (it came with Linux 6.3)")
-    daemon = start_daemon(fake_config(refused_url),
-                          command=[sys.executable, "-c", _UNDER_MDWE])
-    messages = manager.receive_until(lambda m: pets_after_ready(m) >= 1, START_TIMEOUT_S,
-                                     daemon)
+    daemon = start_daemon(fake_config(refused_url), command=[sys.executable, "-c", _UNDER_MDWE])
+    messages = manager.receive_until(lambda m: pets_after_ready(m) >= 1, START_TIMEOUT_S, daemon)
     assert_clean_start(messages)
     assert_clean_stop(daemon, manager)

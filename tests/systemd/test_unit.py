@@ -253,8 +253,7 @@ def test_drop_in_examples_are_documented() -> None:
 
 
 def _security(systemd_analyze: str, unit_path: Path) -> tuple[int, float | None, str]:
-    result = _run(systemd_analyze, "security", "--offline=true", "--threshold=20",
-                  str(unit_path))
+    result = _run(systemd_analyze, "security", "--offline=true", "--threshold=20", str(unit_path))
     output = result.stdout + result.stderr
     match = _EXPOSURE.search(output)
     return result.returncode, float(match.group(1)) if match else None, output

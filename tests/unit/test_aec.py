@@ -39,7 +39,9 @@ def _espeak(text: str, voice: str) -> Float | None:
     try:
         proc = subprocess.run(
             ["espeak-ng", "-v", voice, "-s", "165", "--stdout", text],
-            capture_output=True, check=True, timeout=30,
+            capture_output=True,
+            check=True,
+            timeout=30,
         )
     except (OSError, subprocess.SubprocessError):
         return None

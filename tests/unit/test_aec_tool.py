@@ -57,8 +57,14 @@ class Lines:
 def test_round_trip_cancels_echo_and_prints_erle(tmp_path: Path) -> None:
     mic, ref = echo_pair(6.0)
     out, err = Lines(), Lines()
-    code = run_aec(write_wav(tmp_path / "mic.wav", mic), write_wav(tmp_path / "ref.wav", ref),
-                   tmp_path / "out.wav", print_erle=True, out=out, err=err)
+    code = run_aec(
+        write_wav(tmp_path / "mic.wav", mic),
+        write_wav(tmp_path / "ref.wav", ref),
+        tmp_path / "out.wav",
+        print_erle=True,
+        out=out,
+        err=err,
+    )
     assert code == 0 and not err.lines
     rate, channels, cleaned = read_wav(tmp_path / "out.wav")
     assert (rate, channels, cleaned.shape[0]) == (RATE, 1, mic.shape[0])
@@ -73,9 +79,14 @@ def test_multichannel_mic_shorter_ref_and_a_resampled_rate(tmp_path: Path) -> No
     mic, ref = echo_pair(3.0, rate)
     noise = np.random.default_rng(1).integers(-3000, 3000, mic.shape[0]).astype(np.int16)
     stereo = np.stack((noise, mic), axis=1)
-    code = run_aec(write_wav(tmp_path / "mic.wav", stereo, rate),
-                   write_wav(tmp_path / "ref.wav", ref[: ref.shape[0] // 2], rate),
-                   tmp_path / "out.wav", channel=1, out=Lines(), err=Lines())
+    code = run_aec(
+        write_wav(tmp_path / "mic.wav", stereo, rate),
+        write_wav(tmp_path / "ref.wav", ref[: ref.shape[0] // 2], rate),
+        tmp_path / "out.wav",
+        channel=1,
+        out=Lines(),
+        err=Lines(),
+    )
     assert code == 0
     out_rate, channels, cleaned = read_wav(tmp_path / "out.wav")
     assert (out_rate, channels, cleaned.shape[0]) == (rate, 1, mic.shape[0])
@@ -86,9 +97,18 @@ def test_multichannel_mic_shorter_ref_and_a_resampled_rate(tmp_path: Path) -> No
 def test_none_backend_copies_the_chosen_channel(tmp_path: Path) -> None:
     mic, ref = echo_pair(1.0)
     stereo = np.stack((mic, ref), axis=1)
-    code = main([str(write_wav(tmp_path / "mic.wav", stereo)),
-                 str(write_wav(tmp_path / "ref.wav", stereo)), "-o", str(tmp_path / "out.wav"),
-                 "--backend", "none", "--ref-channel", "1"])
+    code = main(
+        [
+            str(write_wav(tmp_path / "mic.wav", stereo)),
+            str(write_wav(tmp_path / "ref.wav", stereo)),
+            "-o",
+            str(tmp_path / "out.wav"),
+            "--backend",
+            "none",
+            "--ref-channel",
+            "1",
+        ]
+    )
     assert code == 0
     assert np.array_equal(read_wav(tmp_path / "out.wav")[2], mic)
 
@@ -96,9 +116,14 @@ def test_none_backend_copies_the_chosen_channel(tmp_path: Path) -> None:
 def test_silent_reference_reports_no_erle(tmp_path: Path) -> None:
     mic, _ = echo_pair(1.0)
     out = Lines()
-    code = run_aec(write_wav(tmp_path / "mic.wav", mic),
-                   write_wav(tmp_path / "ref.wav", np.zeros(100, dtype=np.int16)),
-                   tmp_path / "out.wav", print_erle=True, out=out, err=Lines())
+    code = run_aec(
+        write_wav(tmp_path / "mic.wav", mic),
+        write_wav(tmp_path / "ref.wav", np.zeros(100, dtype=np.int16)),
+        tmp_path / "out.wav",
+        print_erle=True,
+        out=out,
+        err=Lines(),
+    )
     assert code == 0 and out.lines == ["ERLE: n/a (the reference is silent)"]
 
 
@@ -127,15 +152,15 @@ def _eight_bit_wav(path: Path) -> Path:
         (lambda d: _eight_bit_wav(d / "m.wav"), None, {}, "8-bit PCM samples"),
         (lambda d: (d / "m.wav").write_bytes(b"hello") and d / "m.wav", None, {}, "not a WAV"),
         (lambda d: write_wav(d / "m.wav", np.zeros(800, np.int16), 12000), None, {}, "12000 Hz"),
-        (None, lambda d: write_wav(d / "r.wav", np.zeros(800, np.int16), 48000), {},
-         "same rate"),
+        (None, lambda d: write_wav(d / "r.wav", np.zeros(800, np.int16), 48000), {}, "same rate"),
         (None, None, {"channel": 2}, "--channel 2 but the file has 1 channel"),
         (None, None, {"ref_channel": -1}, "--ref-channel -1"),
         (lambda d: d / "missing.wav", None, {}, "missing.wav"),
     ],
 )
-def test_unusable_inputs_exit_2_with_one_line(tmp_path: Path, make_mic: object, make_ref: object,
-                                              kwargs: dict[str, int], needle: str) -> None:
+def test_unusable_inputs_exit_2_with_one_line(
+    tmp_path: Path, make_mic: object, make_ref: object, kwargs: dict[str, int], needle: str
+) -> None:
     good = np.zeros(1600, dtype=np.int16)
     mic = make_mic(tmp_path) if callable(make_mic) else write_wav(tmp_path / "m.wav", good)
     ref = make_ref(tmp_path) if callable(make_ref) else write_wav(tmp_path / "r.wav", good)
@@ -149,8 +174,13 @@ def test_unusable_inputs_exit_2_with_one_line(tmp_path: Path, make_mic: object, 
 
 def test_allowed_formats_are_named(tmp_path: Path) -> None:
     err = Lines()
-    run_aec(_float_wav(tmp_path / "m.wav"), _float_wav(tmp_path / "r.wav"), tmp_path / "o.wav",
-            out=Lines(), err=err)
+    run_aec(
+        _float_wav(tmp_path / "m.wav"),
+        _float_wav(tmp_path / "r.wav"),
+        tmp_path / "o.wav",
+        out=Lines(),
+        err=err,
+    )
     assert "allowed: 16-bit PCM WAV at 8000" in err.lines[0]
     assert str(tmp_path / "m.wav") in err.lines[0]
 

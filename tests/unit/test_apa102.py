@@ -75,10 +75,7 @@ def factory() -> Iterator[MockFactory]:
 def test_frame_is_start_pixels_bgr_and_end() -> None:
     frame = apa102_frame([Rgb(1, 2, 3), Rgb(0x10, 0x20, 0x30)], brightness=7)
     assert frame == bytes(
-        [0, 0, 0, 0,
-         0xE7, 3, 2, 1,
-         0xE7, 0x30, 0x20, 0x10,
-         0xFF, 0xFF, 0xFF, 0xFF]
+        [0, 0, 0, 0, 0xE7, 3, 2, 1, 0xE7, 0x30, 0x20, 0x10, 0xFF, 0xFF, 0xFF, 0xFF]
     )
 
 
@@ -115,8 +112,16 @@ def test_zero_brightness_keeps_the_marker_bits() -> None:
 
 def test_ring_writes_exact_frames_and_skips_repeats() -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=1, power_pin=None, power_active_high=True,
-                      brightness=10, spi_factory=spi.factory, max_speed_hz=4_000_000)
+    ring = Apa102Ring(
+        3,
+        spi_bus=0,
+        spi_device=1,
+        power_pin=None,
+        power_active_high=True,
+        brightness=10,
+        spi_factory=spi.factory,
+        max_speed_hz=4_000_000,
+    )
     assert spi.opened_with == (0, 1, 4_000_000)
     assert spi.writes == []  # nothing is written before there is something to show
     ring.show([RED, GREEN, BLUE])
@@ -128,8 +133,14 @@ def test_ring_writes_exact_frames_and_skips_repeats() -> None:
 
 def test_long_chains_are_written_in_chunks_spidev_accepts() -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(1024, spi_bus=0, spi_device=0, power_pin=None, power_active_high=True,
-                      spi_factory=spi.factory)
+    ring = Apa102Ring(
+        1024,
+        spi_bus=0,
+        spi_device=0,
+        power_pin=None,
+        power_active_high=True,
+        spi_factory=spi.factory,
+    )
     ring.show([BLUE] * 1024)
     assert all(len(w) <= SPI_CHUNK_BYTES for w in spi.writes)
     assert len(spi.writes) == 2
@@ -148,8 +159,15 @@ def test_power_pin_goes_on_before_the_first_frame_and_off_after_the_last(
             super().writebytes(data)
 
     spi = PowerWatchingSpi()
-    ring = Apa102Ring(12, spi_bus=0, spi_device=1, power_pin=5, power_active_high=True,
-                      spi_factory=spi.factory, pin_factory=factory)
+    ring = Apa102Ring(
+        12,
+        spi_bus=0,
+        spi_device=1,
+        power_pin=5,
+        power_active_high=True,
+        spi_factory=spi.factory,
+        pin_factory=factory,
+    )
     assert pin.state is False and not ring.powered  # off until there is something to show
     ring.show([RED] * 12)
     assert pin.state is True and ring.powered
@@ -161,8 +179,9 @@ def test_power_pin_goes_on_before_the_first_frame_and_off_after_the_last(
 
 def test_active_low_power_pin_drives_low_to_power(factory: MockFactory) -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=6, power_active_high=False,
-                      spi_factory=spi.factory)  # Device.pin_factory from the fixture
+    ring = Apa102Ring(
+        3, spi_bus=0, spi_device=0, power_pin=6, power_active_high=False, spi_factory=spi.factory
+    )  # Device.pin_factory from the fixture
     assert factory.pin(6).state is True
     ring.show([RED] * 3)
     assert factory.pin(6).state is False
@@ -172,18 +191,33 @@ def test_active_low_power_pin_drives_low_to_power(factory: MockFactory) -> None:
 
 def test_unpowered_ring_is_not_written_at_close(factory: MockFactory) -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=5, power_active_high=True,
-                      spi_factory=spi.factory, pin_factory=factory)
+    ring = Apa102Ring(
+        3,
+        spi_bus=0,
+        spi_device=0,
+        power_pin=5,
+        power_active_high=True,
+        spi_factory=spi.factory,
+        pin_factory=factory,
+    )
     ring.close()
     assert spi.writes == [] and spi.closed
-    ring = Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=5, power_active_high=True,
-                      spi_factory=spi.factory, pin_factory=factory)  # the pin was released
+    ring = Apa102Ring(
+        3,
+        spi_bus=0,
+        spi_device=0,
+        power_pin=5,
+        power_active_high=True,
+        spi_factory=spi.factory,
+        pin_factory=factory,
+    )  # the pin was released
 
 
 def test_ring_without_power_pin_is_blanked_at_close_even_if_never_shown() -> None:
     spi = RecordingSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=None, power_active_high=True,
-                      spi_factory=spi.factory)
+    ring = Apa102Ring(
+        3, spi_bus=0, spi_device=0, power_pin=None, power_active_high=True, spi_factory=spi.factory
+    )
     ring.close()
     ring.close()
     assert spi.frames == [apa102_frame([OFF] * 3)]
@@ -197,8 +231,15 @@ def test_busy_power_pin_is_a_hardware_error_and_opens_no_bus(factory: MockFactor
     holder = LED(5, pin_factory=factory)
     spi = RecordingSpi()
     with pytest.raises(HardwareError, match=r"GPIO5.*another process.*lgpio"):
-        Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=5, power_active_high=True,
-                   spi_factory=spi.factory, pin_factory=factory)
+        Apa102Ring(
+            3,
+            spi_bus=0,
+            spi_device=0,
+            power_pin=5,
+            power_active_high=True,
+            spi_factory=spi.factory,
+            pin_factory=factory,
+        )
     assert spi.opened_with is None
     holder.close()
 
@@ -220,8 +261,15 @@ def test_bus_failure_releases_the_power_pin(
 
     monkeypatch.setattr(gpiozero, "DigitalOutputDevice", recording)
     with pytest.raises(HardwareError, match="no bus"):
-        Apa102Ring(3, spi_bus=0, spi_device=0, power_pin=5, power_active_high=True,
-                   spi_factory=no_bus, pin_factory=factory)
+        Apa102Ring(
+            3,
+            spi_bus=0,
+            spi_device=0,
+            power_pin=5,
+            power_active_high=True,
+            spi_factory=no_bus,
+            pin_factory=factory,
+        )
     assert [d.closed for d in opened] == [True]
 
 
@@ -231,20 +279,30 @@ def test_write_failure_is_a_hardware_error_naming_the_bus() -> None:
             raise OSError(121, "Remote I/O error")
 
     spi = BrokenSpi()
-    ring = Apa102Ring(3, spi_bus=0, spi_device=1, power_pin=None, power_active_high=True,
-                      spi_factory=spi.factory)
+    ring = Apa102Ring(
+        3, spi_bus=0, spi_device=1, power_pin=None, power_active_high=True, spi_factory=spi.factory
+    )
     with pytest.raises(HardwareError, match=r"/dev/spidev0\.1"):
         ring.show([RED] * 3)
 
 
-@pytest.mark.parametrize(("count", "brightness", "match"),
-                         [(3, 40, "brightness"), (0, 31, "at least one pixel")])
-def test_bad_ring_settings_are_refused_before_opening(count: int, brightness: int,
-                                                      match: str) -> None:
+@pytest.mark.parametrize(
+    ("count", "brightness", "match"), [(3, 40, "brightness"), (0, 31, "at least one pixel")]
+)
+def test_bad_ring_settings_are_refused_before_opening(
+    count: int, brightness: int, match: str
+) -> None:
     spi = RecordingSpi()
     with pytest.raises(ValueError, match=match):
-        Apa102Ring(count, spi_bus=0, spi_device=0, power_pin=None, power_active_high=True,
-                   brightness=brightness, spi_factory=spi.factory)
+        Apa102Ring(
+            count,
+            spi_bus=0,
+            spi_device=0,
+            power_pin=None,
+            power_active_high=True,
+            brightness=brightness,
+            spi_factory=spi.factory,
+        )
     assert spi.opened_with is None
 
 

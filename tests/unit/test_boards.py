@@ -213,9 +213,20 @@ def test_parse_board_accepts_a_full_profile() -> None:
 
 
 def test_parse_board_fills_defaults_for_optional_keys() -> None:
-    data = {k: v for k, v in _valid().items()
-            if k in ("title", "alsa_card_names", "input_channels", "output_channels",
-                     "rates_hz", "sample_width_bits", "mic_channels")}
+    data = {
+        k: v
+        for k, v in _valid().items()
+        if k
+        in (
+            "title",
+            "alsa_card_names",
+            "input_channels",
+            "output_channels",
+            "rates_hz",
+            "sample_width_bits",
+            "mic_channels",
+        )
+    }
     board = parse_board(data, SOURCE)
     assert board.loopback_channels == ()
     assert board.output_card is None
@@ -272,18 +283,29 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("no mics", _set(("mic_channels",), []), "mic_channels", "empty"),
     ("mic twice", _set(("mic_channels",), [1, 1]), "mic_channels", "twice"),
     ("mics not a list", _set(("mic_channels",), 0), "mic_channels", "expected a list"),
-    ("loopback on a mic", _set(("loopback_channels",), [1]), "loopback_channels",
-     "also a mic"),
-    ("loopback out of range", _set(("loopback_channels",), [-1]), "loopback_channels[0]",
-     "out of range"),
+    ("loopback on a mic", _set(("loopback_channels",), [1]), "loopback_channels", "also a mic"),
+    (
+        "loopback out of range",
+        _set(("loopback_channels",), [-1]),
+        "loopback_channels[0]",
+        "out of range",
+    ),
     ("odd rate", _set(("rates_hz",), [16000, 22050]), "rates_hz[1]", "not supported"),
     ("no rates", _set(("rates_hz",), []), "rates_hz", "empty"),
     ("bool rate", _set(("rates_hz",), [True]), "rates_hz[0]", "a boolean"),
     ("24-bit", _set(("sample_width_bits",), 24), "sample_width_bits", "not supported"),
-    ("card id too long", _set(("alsa_card_names",), ["seeed2micvoicecard"]),
-     "alsa_card_names[0]", "not valid"),
-    ("card ids not a list", _set(("alsa_card_names",), "testcard"), "alsa_card_names",
-     "expected a list"),
+    (
+        "card id too long",
+        _set(("alsa_card_names",), ["seeed2micvoicecard"]),
+        "alsa_card_names[0]",
+        "not valid",
+    ),
+    (
+        "card ids not a list",
+        _set(("alsa_card_names",), "testcard"),
+        "alsa_card_names",
+        "expected a list",
+    ),
     ("output card not a string", _set(("output_card",), 1), "output_card", "an integer"),
     ("leds not a table", _set(("leds",), "apa102"), "leds", "expected a table"),
     ("unknown led key", _set(("leds", "brightness"), 10), "leds.brightness", "unknown key"),
@@ -293,52 +315,112 @@ BAD: list[tuple[str, Any, str, str]] = [
     ("bool led count", _set(("leds", "count"), True), "leds.count", "a boolean"),
     ("zero leds", _set(("leds", "count"), 0), "leds.count", "1 or more"),
     ("power pin off header", _set(("leds", "power_pin"), 40), "leds.power_pin", "out of range"),
-    ("power polarity without pin",
-     _set(("leds",), {"chip": "usb_hid", "count": 12, "power_active_high": False}),
-     "leds.power_active_high", "without power_pin"),
-    ("spi on a gpio led", _set(("leds",), {"chip": "gpio", "count": 1, "pins": [25],
-                                           "spi_bus": 0}), "leds.spi_bus", "set for chip"),
-    ("gpio led pins short", _set(("leds",), {"chip": "gpio", "count": 2, "pins": [25]}),
-     "leds.pins", "exactly 2"),
-    ("rgb led pins short", _set(("leds",), {"chip": "gpio_rgb", "count": 1, "pins": [5, 6]}),
-     "leds.pins", "exactly 3"),
-    ("count with no leds", _set(("leds",), {"chip": "none", "count": 3}), "leds.count",
-     "chip is 'none'"),
-    ("pin with no leds", _set(("leds",), {"chip": "none", "power_pin": 5}), "leds.power_pin",
-     "chip is 'none'"),
+    (
+        "power polarity without pin",
+        _set(("leds",), {"chip": "usb_hid", "count": 12, "power_active_high": False}),
+        "leds.power_active_high",
+        "without power_pin",
+    ),
+    (
+        "spi on a gpio led",
+        _set(("leds",), {"chip": "gpio", "count": 1, "pins": [25], "spi_bus": 0}),
+        "leds.spi_bus",
+        "set for chip",
+    ),
+    (
+        "gpio led pins short",
+        _set(("leds",), {"chip": "gpio", "count": 2, "pins": [25]}),
+        "leds.pins",
+        "exactly 2",
+    ),
+    (
+        "rgb led pins short",
+        _set(("leds",), {"chip": "gpio_rgb", "count": 1, "pins": [5, 6]}),
+        "leds.pins",
+        "exactly 3",
+    ),
+    (
+        "count with no leds",
+        _set(("leds",), {"chip": "none", "count": 3}),
+        "leds.count",
+        "chip is 'none'",
+    ),
+    (
+        "pin with no leds",
+        _set(("leds",), {"chip": "none", "power_pin": 5}),
+        "leds.power_pin",
+        "chip is 'none'",
+    ),
     ("buttons not a list", _set(("buttons",), {"name": "talk"}), "buttons", "expected a list"),
     ("button without pin", _drop("buttons", 0, "pin"), "buttons[0].pin", "missing"),
-    ("button polarity text", _set(("buttons", 0, "active_low"), "yes"),
-     "buttons[0].active_low", "a string"),
-    ("button name style", _set(("buttons", 0, "name"), "Talk Button"), "buttons[0].name",
-     "not valid"),
-    ("unknown button key", _set(("buttons", 0, "debounce_ms"), 50), "buttons[0].debounce_ms",
-     "unknown key"),
-    ("button on led power pin", _set(("buttons", 0, "pin"), 5), "buttons[0].pin",
-     "also an LED pin"),
-    ("two buttons one name", _set(("buttons",), [{"name": "talk", "pin": 17},
-                                                 {"name": "talk", "pin": 27}]),
-     "buttons", "twice"),
-    ("two buttons one pin", _set(("buttons",), [{"name": "talk", "pin": 17},
-                                                {"name": "mute", "pin": 17}]),
-     "buttons", "GPIO17 is listed twice"),
+    (
+        "button polarity text",
+        _set(("buttons", 0, "active_low"), "yes"),
+        "buttons[0].active_low",
+        "a string",
+    ),
+    (
+        "button name style",
+        _set(("buttons", 0, "name"), "Talk Button"),
+        "buttons[0].name",
+        "not valid",
+    ),
+    (
+        "unknown button key",
+        _set(("buttons", 0, "debounce_ms"), 50),
+        "buttons[0].debounce_ms",
+        "unknown key",
+    ),
+    (
+        "button on led power pin",
+        _set(("buttons", 0, "pin"), 5),
+        "buttons[0].pin",
+        "also an LED pin",
+    ),
+    (
+        "two buttons one name",
+        _set(("buttons",), [{"name": "talk", "pin": 17}, {"name": "talk", "pin": 27}]),
+        "buttons",
+        "twice",
+    ),
+    (
+        "two buttons one pin",
+        _set(("buttons",), [{"name": "talk", "pin": 17}, {"name": "mute", "pin": 17}]),
+        "buttons",
+        "GPIO17 is listed twice",
+    ),
     ("i2c beyond 7 bits", _set(("i2c_addresses",), [0x80]), "i2c_addresses[0]", "0x80"),
-    ("positions per mic", _set(("mic_positions_mm",), [[0, 0]]), "mic_positions_mm",
-     "1 positions for 2 mics"),
-    ("position not a pair", _set(("mic_positions_mm",), [[0.0], [1.0]]),
-     "mic_positions_mm[0]", "pair"),
-    ("position bool", _set(("mic_positions_mm",), [[True, 0], [1, 0]]),
-     "mic_positions_mm[0][0]", "a boolean"),
-    ("position nan", _set(("mic_positions_mm",), [[math.nan, 0], [1, 0]]),
-     "mic_positions_mm[0][0]", "finite"),
+    (
+        "positions per mic",
+        _set(("mic_positions_mm",), [[0, 0]]),
+        "mic_positions_mm",
+        "1 positions for 2 mics",
+    ),
+    (
+        "position not a pair",
+        _set(("mic_positions_mm",), [[0.0], [1.0]]),
+        "mic_positions_mm[0]",
+        "pair",
+    ),
+    (
+        "position bool",
+        _set(("mic_positions_mm",), [[True, 0], [1, 0]]),
+        "mic_positions_mm[0][0]",
+        "a boolean",
+    ),
+    (
+        "position nan",
+        _set(("mic_positions_mm",), [[math.nan, 0], [1, 0]]),
+        "mic_positions_mm[0][0]",
+        "finite",
+    ),
     ("notes not text", _set(("notes",), 5), "notes", "an integer"),
     ("unverified typo", _set(("unverified",), ["buttonz"]), "unverified[0]", "names no"),
     ("unverified led typo", _set(("unverified",), ["leds.pwr"]), "unverified[0]", "names no"),
 ]
 
 
-@pytest.mark.parametrize(("edit", "key", "fragment"), [b[1:] for b in BAD],
-                         ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(("edit", "key", "fragment"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_parse_board_rejects(edit: Any, key: str, fragment: str) -> None:
     data = copy.deepcopy(_valid())
     edit(data)
@@ -429,10 +511,10 @@ def sysfs(tmp_path: Path) -> Path:
     devices.mkdir(parents=True)
     _i2c_device(devices, "1-003b", bound=True)
     _i2c_device(devices, "1-0035", bound=True)
-    _i2c_device(devices, "1-001a", bound=False)   # declared by an overlay, no chip answered
-    _i2c_device(devices, "11-0050", bound=True)   # HDMI DDC EEPROM
-    _i2c_device(devices, "i2c-1", bound=False)    # the adapter itself
-    (devices / "1-0052-extra").mkdir()            # not a device name
+    _i2c_device(devices, "1-001a", bound=False)  # declared by an overlay, no chip answered
+    _i2c_device(devices, "11-0050", bound=True)  # HDMI DDC EEPROM
+    _i2c_device(devices, "i2c-1", bound=False)  # the adapter itself
+    (devices / "1-0052-extra").mkdir()  # not a device name
     return devices
 
 
@@ -463,8 +545,7 @@ CARDS = """\
 
 def test_alsa_card_ids_in_card_order_without_padding(tmp_path: Path) -> None:
     (tmp_path / "cards").write_text(CARDS)
-    assert alsa_card_ids(tmp_path) == ["Headphones", "seeed8micvoicec", "ArrayUAC10",
-                                       "vc4hdmi0"]
+    assert alsa_card_ids(tmp_path) == ["Headphones", "seeed8micvoicec", "ArrayUAC10", "vc4hdmi0"]
 
 
 def test_alsa_card_ids_with_no_cards(tmp_path: Path) -> None:

@@ -61,8 +61,13 @@ def test_playback_goes_to_all_output_channels_and_is_the_reference() -> None:
 def test_hardware_loopback_is_the_reference_when_present() -> None:
     async def body() -> None:
         fmt = DuplexFormat(16000, 160, 8, 8)
-        bridge = AudioBridge(asyncio.get_running_loop(), fmt, PlaybackBuffer(16000),
-                             mic_channel=0, loopback_channels=(6, 7))
+        bridge = AudioBridge(
+            asyncio.get_running_loop(),
+            fmt,
+            PlaybackBuffer(16000),
+            mic_channel=0,
+            loopback_channels=(6, 7),
+        )
         mic = np.zeros((160, 8), np.int16)
         mic[:, 6] = 100
         mic[:, 7] = 300
@@ -75,8 +80,7 @@ def test_hardware_loopback_is_the_reference_when_present() -> None:
 
 def test_callback_never_raises_and_counts_errors() -> None:
     async def body() -> None:
-        bridge = AudioBridge(asyncio.get_running_loop(), FMT, PlaybackBuffer(16000),
-                             mic_channel=0)
+        bridge = AudioBridge(asyncio.get_running_loop(), FMT, PlaybackBuffer(16000), mic_channel=0)
         out = bridge.callback(np.zeros((3,), np.int16), T)  # wrong shape from a broken driver
         assert out.shape == (160, 2) and not out.any()
         assert bridge.stats.errors == 1
@@ -87,8 +91,9 @@ def test_callback_never_raises_and_counts_errors() -> None:
 def test_ring_drops_oldest_but_keeps_playback_events() -> None:
     async def body() -> None:
         playback = PlaybackBuffer(16000)
-        bridge = AudioBridge(asyncio.get_running_loop(), FMT, playback, mic_channel=0,
-                             capacity_blocks=3)
+        bridge = AudioBridge(
+            asyncio.get_running_loop(), FMT, playback, mic_channel=0, capacity_blocks=3
+        )
         playback.push("item_1", np.ones(10, np.int16))
         for i in range(5):
             mic = np.full((160, 2), i, np.int16)

@@ -20,11 +20,13 @@ def shipped_question() -> Path:
 
 def question_with_silence(lead_s: float = 1.0, tail_s: float = 2.0) -> np.ndarray:
     speech = read_wav_mono(shipped_question(), RATE_HZ)
-    return np.concatenate([
-        np.zeros(int(lead_s * RATE_HZ), np.int16),
-        speech,
-        np.zeros(int(tail_s * RATE_HZ), np.int16),
-    ])
+    return np.concatenate(
+        [
+            np.zeros(int(lead_s * RATE_HZ), np.int16),
+            speech,
+            np.zeros(int(tail_s * RATE_HZ), np.int16),
+        ]
+    )
 
 
 def run_blocks(pipeline: CapturePipeline, audio: np.ndarray, block: int = 320) -> list:
@@ -79,7 +81,7 @@ def test_streamed_audio_is_the_speech_at_24k() -> None:
 def test_reset_forgets_audio_in_flight() -> None:
     pipeline = CapturePipeline(RATE_HZ, GateSettings())
     audio = question_with_silence(lead_s=0.2, tail_s=0)
-    run_blocks(pipeline, audio[: RATE_HZ])  # mid-speech
+    run_blocks(pipeline, audio[:RATE_HZ])  # mid-speech
     assert pipeline.is_open
     pipeline.reset()
     assert not pipeline.is_open

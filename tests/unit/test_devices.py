@@ -42,8 +42,13 @@ class ScriptedPa:
 
     def get_device_info_by_index(self, index: int) -> dict[str, Any]:
         name, ins, outs, rate_hz = self.devices[index]
-        return {"name": name, "maxInputChannels": ins, "maxOutputChannels": outs,
-                "defaultSampleRate": rate_hz, "hostApi": 0}
+        return {
+            "name": name,
+            "maxInputChannels": ins,
+            "maxOutputChannels": outs,
+            "defaultSampleRate": rate_hz,
+            "hostApi": 0,
+        }
 
     def terminate(self) -> None:
         self.terminated = True
@@ -137,8 +142,12 @@ def test_configured_board_and_device_override_detection(tmp_path: Path) -> None:
 
 
 def test_an_unknown_configured_board_is_named(tmp_path: Path) -> None:
-    report = devices_report(pa_factory=lambda: ScriptedPa([]), asound=tmp_path,
-                            i2c_root=tmp_path, board="respeaker-2mick")
+    report = devices_report(
+        pa_factory=lambda: ScriptedPa([]),
+        asound=tmp_path,
+        i2c_root=tmp_path,
+        board="respeaker-2mick",
+    )
     last = report.splitlines()[-1]
     assert last.startswith("board: device.board: ") and "'respeaker-2mic'?" in last
 

@@ -68,8 +68,15 @@ def test_backoff_honours_retry_after_and_slow() -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, None), ("2", 2.0), (" 7.5 ", 7.5), ("-1", None), ("nan", None),
-     ("Wed, 21 Oct 2026 07:28:00 GMT", None), ("999999", 3600.0)],
+    [
+        (None, None),
+        ("2", 2.0),
+        (" 7.5 ", 7.5),
+        ("-1", None),
+        ("nan", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        ("999999", 3600.0),
+    ],
 )
 def test_retry_after_header(header: str | None, seconds: float | None) -> None:
     from device.realtime.client import retry_after

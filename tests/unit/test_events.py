@@ -127,165 +127,301 @@ GA_FIXTURES: dict[str, dict[str, Any]] = {
     "session.created": {"type": "session.created", "event_id": "event_1", "session": SESSION},
     "session.updated": {"type": "session.updated", "event_id": "event_2", "session": SESSION},
     "input_audio_buffer.speech_started": {
-        "type": "input_audio_buffer.speech_started", "event_id": "event_3",
-        "audio_start_ms": 1000, "item_id": USER_ITEM["id"],
+        "type": "input_audio_buffer.speech_started",
+        "event_id": "event_3",
+        "audio_start_ms": 1000,
+        "item_id": USER_ITEM["id"],
     },
     "input_audio_buffer.speech_stopped": {
-        "type": "input_audio_buffer.speech_stopped", "event_id": "event_4",
-        "audio_end_ms": 2480, "item_id": USER_ITEM["id"],
+        "type": "input_audio_buffer.speech_stopped",
+        "event_id": "event_4",
+        "audio_end_ms": 2480,
+        "item_id": USER_ITEM["id"],
     },
     "input_audio_buffer.committed": {
-        "type": "input_audio_buffer.committed", "event_id": "event_5",
-        "previous_item_id": "item_prev", "item_id": USER_ITEM["id"],
+        "type": "input_audio_buffer.committed",
+        "event_id": "event_5",
+        "previous_item_id": "item_prev",
+        "item_id": USER_ITEM["id"],
     },
     "input_audio_buffer.cleared": {"type": "input_audio_buffer.cleared", "event_id": "event_6"},
     "input_audio_buffer.timeout_triggered": {
-        "type": "input_audio_buffer.timeout_triggered", "event_id": "event_7",
-        "audio_start_ms": 13216, "audio_end_ms": 19232, "item_id": "item_timeout",
+        "type": "input_audio_buffer.timeout_triggered",
+        "event_id": "event_7",
+        "audio_start_ms": 13216,
+        "audio_end_ms": 19232,
+        "item_id": "item_timeout",
     },
     "conversation.item.added": {
-        "type": "conversation.item.added", "event_id": "event_8",
-        "previous_item_id": None, "item": USER_ITEM,
+        "type": "conversation.item.added",
+        "event_id": "event_8",
+        "previous_item_id": None,
+        "item": USER_ITEM,
     },
     "conversation.item.done": {
-        "type": "conversation.item.done", "event_id": "event_9",
-        "previous_item_id": "item_prev", "item": ASSISTANT_ITEM,
+        "type": "conversation.item.done",
+        "event_id": "event_9",
+        "previous_item_id": "item_prev",
+        "item": ASSISTANT_ITEM,
     },
     "conversation.item.truncated": {
-        "type": "conversation.item.truncated", "event_id": "event_10",
-        "item_id": ITEM, "content_index": 0, "audio_end_ms": 1500,
+        "type": "conversation.item.truncated",
+        "event_id": "event_10",
+        "item_id": ITEM,
+        "content_index": 0,
+        "audio_end_ms": 1500,
     },
     "conversation.item.deleted": {
-        "type": "conversation.item.deleted", "event_id": "event_11", "item_id": ITEM,
+        "type": "conversation.item.deleted",
+        "event_id": "event_11",
+        "item_id": ITEM,
     },
     "conversation.item.input_audio_transcription.delta": {
-        "type": "conversation.item.input_audio_transcription.delta", "event_id": "event_12",
-        "item_id": USER_ITEM["id"], "content_index": 0, "delta": "Hello,",
+        "type": "conversation.item.input_audio_transcription.delta",
+        "event_id": "event_12",
+        "item_id": USER_ITEM["id"],
+        "content_index": 0,
+        "delta": "Hello,",
     },
     "conversation.item.input_audio_transcription.completed": {
-        "type": "conversation.item.input_audio_transcription.completed", "event_id": "event_13",
-        "item_id": USER_ITEM["id"], "content_index": 0, "transcript": "Hello, how are you?",
+        "type": "conversation.item.input_audio_transcription.completed",
+        "event_id": "event_13",
+        "item_id": USER_ITEM["id"],
+        "content_index": 0,
+        "transcript": "Hello, how are you?",
         "usage": {"type": "duration", "seconds": 2.4},
     },
     "conversation.item.input_audio_transcription.failed": {
-        "type": "conversation.item.input_audio_transcription.failed", "event_id": "event_14",
-        "item_id": USER_ITEM["id"], "content_index": 0,
-        "error": {"type": "transcription_error", "code": "audio_unintelligible",
-                  "message": "The audio could not be transcribed.", "param": None},
+        "type": "conversation.item.input_audio_transcription.failed",
+        "event_id": "event_14",
+        "item_id": USER_ITEM["id"],
+        "content_index": 0,
+        "error": {
+            "type": "transcription_error",
+            "code": "audio_unintelligible",
+            "message": "The audio could not be transcribed.",
+            "param": None,
+        },
     },
     "response.created": {
-        "type": "response.created", "event_id": "event_15",
-        "response": {"object": "realtime.response", "id": RESP, "status": "in_progress",
-                     "status_details": None, "output": [], "conversation_id": "conv_C9G8Pjb",
-                     "output_modalities": ["audio"], "max_output_tokens": "inf",
-                     "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000},
-                                          "voice": "marin"}},
-                     "usage": None, "metadata": None},
+        "type": "response.created",
+        "event_id": "event_15",
+        "response": {
+            "object": "realtime.response",
+            "id": RESP,
+            "status": "in_progress",
+            "status_details": None,
+            "output": [],
+            "conversation_id": "conv_C9G8Pjb",
+            "output_modalities": ["audio"],
+            "max_output_tokens": "inf",
+            "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin"}},
+            "usage": None,
+            "metadata": None,
+        },
     },
     "response.output_item.added": {
-        "type": "response.output_item.added", "event_id": "event_16",
-        "response_id": RESP, "output_index": 0, "item": ASSISTANT_ITEM_STARTED,
+        "type": "response.output_item.added",
+        "event_id": "event_16",
+        "response_id": RESP,
+        "output_index": 0,
+        "item": ASSISTANT_ITEM_STARTED,
     },
     "response.output_item.done": {
-        "type": "response.output_item.done", "event_id": "event_17",
-        "response_id": RESP, "output_index": 0, "item": ASSISTANT_ITEM,
+        "type": "response.output_item.done",
+        "event_id": "event_17",
+        "response_id": RESP,
+        "output_index": 0,
+        "item": ASSISTANT_ITEM,
     },
     "response.content_part.added": {
-        "type": "response.content_part.added", "event_id": "event_18", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0,
+        "type": "response.content_part.added",
+        "event_id": "event_18",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
         "part": {"type": "audio", "transcript": ""},
     },
     "response.content_part.done": {
-        "type": "response.content_part.done", "event_id": "event_19", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0,
+        "type": "response.content_part.done",
+        "event_id": "event_19",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
         "part": {"type": "audio", "transcript": "Hi there! How can I help?"},
     },
     "response.output_audio.delta": {
-        "type": "response.output_audio.delta", "event_id": "event_20", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0, "delta": PCM_B64,
+        "type": "response.output_audio.delta",
+        "event_id": "event_20",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
+        "delta": PCM_B64,
     },
     "response.output_audio.done": {
-        "type": "response.output_audio.done", "event_id": "event_21", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0,
+        "type": "response.output_audio.done",
+        "event_id": "event_21",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
     },
     "response.output_audio_transcript.delta": {
-        "type": "response.output_audio_transcript.delta", "event_id": "event_22",
-        "response_id": RESP, "item_id": ITEM, "output_index": 0, "content_index": 0,
+        "type": "response.output_audio_transcript.delta",
+        "event_id": "event_22",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
         "delta": "Hi there!",
     },
     "response.output_audio_transcript.done": {
-        "type": "response.output_audio_transcript.done", "event_id": "event_23",
-        "response_id": RESP, "item_id": ITEM, "output_index": 0, "content_index": 0,
+        "type": "response.output_audio_transcript.done",
+        "event_id": "event_23",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
         "transcript": "Hi there! How can I help?",
     },
     "response.output_text.delta": {
-        "type": "response.output_text.delta", "event_id": "event_24", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0, "delta": "Hi",
+        "type": "response.output_text.delta",
+        "event_id": "event_24",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Hi",
     },
     "response.output_text.done": {
-        "type": "response.output_text.done", "event_id": "event_25", "response_id": RESP,
-        "item_id": ITEM, "output_index": 0, "content_index": 0, "text": "Hi there!",
+        "type": "response.output_text.done",
+        "event_id": "event_25",
+        "response_id": RESP,
+        "item_id": ITEM,
+        "output_index": 0,
+        "content_index": 0,
+        "text": "Hi there!",
     },
     "response.function_call_arguments.done": {
-        "type": "response.function_call_arguments.done", "event_id": "event_26",
-        "response_id": RESP, "item_id": "item_fc", "output_index": 1, "call_id": "call_ABC",
-        "name": "set_volume", "arguments": '{"level": 40}',
+        "type": "response.function_call_arguments.done",
+        "event_id": "event_26",
+        "response_id": RESP,
+        "item_id": "item_fc",
+        "output_index": 1,
+        "call_id": "call_ABC",
+        "name": "set_volume",
+        "arguments": '{"level": 40}',
     },
     "response.done": {
-        "type": "response.done", "event_id": "event_27",
-        "response": {"object": "realtime.response", "id": RESP, "status": "completed",
-                     "status_details": None, "output": [ASSISTANT_ITEM],
-                     "conversation_id": "conv_C9G8Pjb", "output_modalities": ["audio"],
-                     "max_output_tokens": "inf", "usage": USAGE, "metadata": None},
+        "type": "response.done",
+        "event_id": "event_27",
+        "response": {
+            "object": "realtime.response",
+            "id": RESP,
+            "status": "completed",
+            "status_details": None,
+            "output": [ASSISTANT_ITEM],
+            "conversation_id": "conv_C9G8Pjb",
+            "output_modalities": ["audio"],
+            "max_output_tokens": "inf",
+            "usage": USAGE,
+            "metadata": None,
+        },
     },
     "mcp_list_tools.completed": {
-        "type": "mcp_list_tools.completed", "event_id": "event_31", "item_id": "mcpl_1"},
+        "type": "mcp_list_tools.completed",
+        "event_id": "event_31",
+        "item_id": "mcpl_1",
+    },
     "mcp_list_tools.failed": {
-        "type": "mcp_list_tools.failed", "event_id": "event_32", "item_id": "mcpl_2"},
+        "type": "mcp_list_tools.failed",
+        "event_id": "event_32",
+        "item_id": "mcpl_2",
+    },
     "response.mcp_call.completed": {
-        "type": "response.mcp_call.completed", "event_id": "event_33", "item_id": "mcp_1",
-        "output_index": 0},
+        "type": "response.mcp_call.completed",
+        "event_id": "event_33",
+        "item_id": "mcp_1",
+        "output_index": 0,
+    },
     "response.mcp_call.failed": {
-        "type": "response.mcp_call.failed", "event_id": "event_34", "item_id": "mcp_2",
-        "output_index": 1},
+        "type": "response.mcp_call.failed",
+        "event_id": "event_34",
+        "item_id": "mcp_2",
+        "output_index": 1,
+    },
     "rate_limits.updated": {
-        "type": "rate_limits.updated", "event_id": "event_28",
+        "type": "rate_limits.updated",
+        "event_id": "event_28",
         "rate_limits": [
             {"name": "requests", "limit": 1000, "remaining": 999, "reset_seconds": 0.06},
             {"name": "tokens", "limit": 50000, "remaining": 49421, "reset_seconds": 0.694},
         ],
     },
     "error": {
-        "type": "error", "event_id": "event_29",
-        "error": {"type": "invalid_request_error", "code": "unknown_parameter",
-                  "message": "Unknown parameter: 'session.temperature'.",
-                  "param": "session.temperature", "event_id": "ev_1"},
+        "type": "error",
+        "event_id": "event_29",
+        "error": {
+            "type": "invalid_request_error",
+            "code": "unknown_parameter",
+            "message": "Unknown parameter: 'session.temperature'.",
+            "param": "session.temperature",
+            "event_id": "ev_1",
+        },
     },
 }
 
 # GA events the daemon does not act on: they must come out as Unknown.
 GA_UNMODELLED: list[dict[str, Any]] = [
     {"type": "conversation.item.retrieved", "event_id": "event_40", "item": USER_ITEM},
-    {"type": "response.function_call_arguments.delta", "event_id": "event_41",
-     "response_id": RESP, "item_id": "item_fc", "output_index": 1, "call_id": "call_ABC",
-     "delta": '{"lev'},
+    {
+        "type": "response.function_call_arguments.delta",
+        "event_id": "event_41",
+        "response_id": RESP,
+        "item_id": "item_fc",
+        "output_index": 1,
+        "call_id": "call_ABC",
+        "delta": '{"lev',
+    },
     {"type": "mcp_list_tools.in_progress", "event_id": "event_42", "item_id": "item_mcp"},
     {"type": "output_audio_buffer.started", "event_id": "event_43", "response_id": RESP},
-    {"type": "conversation.item.input_audio_transcription.segment", "event_id": "event_44",
-     "item_id": "item_u", "content_index": 0, "id": "seg_1", "start": 0.0, "end": 1.2,
-     "speaker": "A", "text": "Hello"},
+    {
+        "type": "conversation.item.input_audio_transcription.segment",
+        "event_id": "event_44",
+        "item_id": "item_u",
+        "content_index": 0,
+        "id": "seg_1",
+        "start": 0.0,
+        "end": 1.2,
+        "speaker": "A",
+        "text": "Hello",
+    },
     {"type": "input_audio_buffer.dtmf_event_received", "event": "5", "received_at": 1_756_324_625},
 ]
 
 LEGACY_ITEM_CREATED: dict[str, Any] = {
-    "type": "conversation.item.created", "event_id": "event_30",
-    "previous_item_id": "item_prev", "item": USER_ITEM,
+    "type": "conversation.item.created",
+    "event_id": "event_30",
+    "previous_item_id": "item_prev",
+    "item": USER_ITEM,
 }
 
 USAGE_PARSED = Usage(
-    total_tokens=253, input_tokens=132, output_tokens=121, input_text_tokens=119,
-    input_audio_tokens=13, input_image_tokens=0, cached_tokens=64, cached_text_tokens=60,
-    cached_audio_tokens=4, cached_image_tokens=0, output_text_tokens=30, output_audio_tokens=91,
+    total_tokens=253,
+    input_tokens=132,
+    output_tokens=121,
+    input_text_tokens=119,
+    input_audio_tokens=13,
+    input_image_tokens=0,
+    cached_tokens=64,
+    cached_text_tokens=60,
+    cached_audio_tokens=4,
+    cached_image_tokens=0,
+    output_text_tokens=30,
+    output_audio_tokens=91,
 )
 FX = GA_FIXTURES
 EXPECTED: dict[str, ServerEvent] = {
@@ -294,52 +430,73 @@ EXPECTED: dict[str, ServerEvent] = {
     "input_audio_buffer.speech_started": SpeechStarted(USER_ITEM["id"], 1000, event_id="event_3"),
     "input_audio_buffer.speech_stopped": SpeechStopped(USER_ITEM["id"], 2480, event_id="event_4"),
     "input_audio_buffer.committed": BufferCommitted(
-        USER_ITEM["id"], "item_prev", event_id="event_5"),
+        USER_ITEM["id"], "item_prev", event_id="event_5"
+    ),
     "input_audio_buffer.cleared": BufferCleared(event_id="event_6"),
     "input_audio_buffer.timeout_triggered": BufferTimeout(
-        "item_timeout", 13216, 19232, event_id="event_7"),
+        "item_timeout", 13216, 19232, event_id="event_7"
+    ),
     "conversation.item.added": ItemAdded(USER_ITEM, None, event_id="event_8"),
     "conversation.item.done": ItemDone(ASSISTANT_ITEM, "item_prev", event_id="event_9"),
     "conversation.item.truncated": ItemTruncated(ITEM, 0, 1500, event_id="event_10"),
     "conversation.item.deleted": ItemDeleted(ITEM, event_id="event_11"),
     "conversation.item.input_audio_transcription.delta": InputTranscriptionDelta(
-        USER_ITEM["id"], "Hello,", event_id="event_12"),
+        USER_ITEM["id"], "Hello,", event_id="event_12"
+    ),
     "conversation.item.input_audio_transcription.completed": InputTranscriptionCompleted(
-        USER_ITEM["id"], "Hello, how are you?", event_id="event_13"),
+        USER_ITEM["id"], "Hello, how are you?", event_id="event_13"
+    ),
     "conversation.item.input_audio_transcription.failed": InputTranscriptionFailed(
         USER_ITEM["id"],
         FX["conversation.item.input_audio_transcription.failed"]["error"],
-        event_id="event_14"),
+        event_id="event_14",
+    ),
     "response.created": ResponseCreated(RESP, event_id="event_15"),
     "response.output_item.added": OutputItemAdded(
-        RESP, 0, ASSISTANT_ITEM_STARTED, event_id="event_16"),
+        RESP, 0, ASSISTANT_ITEM_STARTED, event_id="event_16"
+    ),
     "response.output_item.done": OutputItemDone(RESP, 0, ASSISTANT_ITEM, event_id="event_17"),
     "response.content_part.added": ContentPartAdded(
-        RESP, ITEM, 0, {"type": "audio", "transcript": ""}, event_id="event_18"),
+        RESP, ITEM, 0, {"type": "audio", "transcript": ""}, event_id="event_18"
+    ),
     "response.content_part.done": ContentPartDone(
-        RESP, ITEM, 0, {"type": "audio", "transcript": "Hi there! How can I help?"},
-        event_id="event_19"),
+        RESP,
+        ITEM,
+        0,
+        {"type": "audio", "transcript": "Hi there! How can I help?"},
+        event_id="event_19",
+    ),
     "response.output_audio.delta": AudioDelta(RESP, ITEM, 0, 0, PCM, event_id="event_20"),
     "response.output_audio.done": AudioDone(RESP, ITEM, event_id="event_21"),
     "response.output_audio_transcript.delta": TranscriptDelta(
-        RESP, ITEM, "Hi there!", event_id="event_22"),
+        RESP, ITEM, "Hi there!", event_id="event_22"
+    ),
     "response.output_audio_transcript.done": TranscriptDone(
-        RESP, ITEM, "Hi there! How can I help?", event_id="event_23"),
+        RESP, ITEM, "Hi there! How can I help?", event_id="event_23"
+    ),
     "response.output_text.delta": TextDelta(RESP, ITEM, "Hi", event_id="event_24"),
     "response.output_text.done": TextDone(RESP, ITEM, "Hi there!", event_id="event_25"),
     "response.function_call_arguments.done": FunctionCallArgumentsDone(
-        RESP, "item_fc", "call_ABC", "set_volume", '{"level": 40}', event_id="event_26"),
+        RESP, "item_fc", "call_ABC", "set_volume", '{"level": 40}', event_id="event_26"
+    ),
     "response.done": ResponseDone(
-        RESP, "completed", None, USAGE_PARSED, (ASSISTANT_ITEM,), event_id="event_27"),
+        RESP, "completed", None, USAGE_PARSED, (ASSISTANT_ITEM,), event_id="event_27"
+    ),
     "mcp_list_tools.completed": McpListToolsDone("mcpl_1", event_id="event_31"),
     "mcp_list_tools.failed": McpListToolsDone("mcpl_2", failed=True, event_id="event_32"),
     "response.mcp_call.completed": McpCallDone("mcp_1", 0, event_id="event_33"),
     "response.mcp_call.failed": McpCallDone("mcp_2", 1, failed=True, event_id="event_34"),
     "rate_limits.updated": RateLimitsUpdated(
-        tuple(FX["rate_limits.updated"]["rate_limits"]), event_id="event_28"),
+        tuple(FX["rate_limits.updated"]["rate_limits"]), event_id="event_28"
+    ),
     "error": ServerError(
-        "invalid_request_error", "unknown_parameter", "Unknown parameter: 'session.temperature'.",
-        "session.temperature", "ev_1", event_id="event_29"),
+        "invalid_request_error",
+        "unknown_parameter",
+        "Unknown parameter: 'session.temperature'.",
+        "session.temperature",
+        "ev_1",
+        event_id="event_29",
+    ),
 }
 
 
@@ -415,28 +572,47 @@ def without(event: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 def test_optional_fields_missing_read_as_none() -> None:
     committed = parse_server_event(
-        frame(without(GA_FIXTURES["input_audio_buffer.committed"], "previous_item_id")))
+        frame(without(GA_FIXTURES["input_audio_buffer.committed"], "previous_item_id"))
+    )
     assert committed == BufferCommitted(USER_ITEM["id"], None, event_id="event_5")
     call = parse_server_event(
-        frame(without(GA_FIXTURES["response.function_call_arguments.done"], "name")))
+        frame(without(GA_FIXTURES["response.function_call_arguments.done"], "name"))
+    )
     assert isinstance(call, FunctionCallArgumentsDone) and call.name is None
-    created = parse_server_event(frame({
-        "type": "session.created", "event_id": "e",
-        "session": without(SESSION, "expires_at"),
-    }))
+    created = parse_server_event(
+        frame(
+            {
+                "type": "session.created",
+                "event_id": "e",
+                "session": without(SESSION, "expires_at"),
+            }
+        )
+    )
     assert isinstance(created, SessionCreated) and created.expires_at is None
-    error = parse_server_event(frame({
-        "type": "error", "event_id": "e",
-        "error": {"type": "server_error", "message": "The server had an error."},
-    }))
-    assert error == ServerError("server_error", None, "The server had an error.", None, None,
-                                event_id="e")
+    error = parse_server_event(
+        frame(
+            {
+                "type": "error",
+                "event_id": "e",
+                "error": {"type": "server_error", "message": "The server had an error."},
+            }
+        )
+    )
+    assert error == ServerError(
+        "server_error", None, "The server had an error.", None, None, event_id="e"
+    )
 
 
 def test_response_done_without_usage_or_output() -> None:
-    event = {"type": "response.done", "event_id": "e",
-             "response": {"id": RESP, "status": "cancelled",
-                          "status_details": {"type": "cancelled", "reason": "turn_detected"}}}
+    event = {
+        "type": "response.done",
+        "event_id": "e",
+        "response": {
+            "id": RESP,
+            "status": "cancelled",
+            "status_details": {"type": "cancelled", "reason": "turn_detected"},
+        },
+    }
     parsed = parse_server_event(frame(event))
     details = {"type": "cancelled", "reason": "turn_detected"}
     assert parsed == ResponseDone(RESP, "cancelled", details, None, (), event_id="e")
@@ -444,8 +620,11 @@ def test_response_done_without_usage_or_output() -> None:
 
 def test_usage_fields_missing_read_as_zero() -> None:
     event = copy.deepcopy(GA_FIXTURES["response.done"])
-    event["response"]["usage"] = {"total_tokens": 10, "output_tokens": 10,
-                                  "output_token_details": {"audio_tokens": 9}}
+    event["response"]["usage"] = {
+        "total_tokens": 10,
+        "output_tokens": 10,
+        "output_token_details": {"audio_tokens": 9},
+    }
     parsed = parse_server_event(frame(event))
     assert isinstance(parsed, ResponseDone)
     assert parsed.usage == Usage(total_tokens=10, output_tokens=10, output_audio_tokens=9)
@@ -489,7 +668,12 @@ REQUIRED: dict[str, set[str]] = {
     "response.content_part.added": {"response_id", "item_id", "content_index", "part"},
     "response.content_part.done": {"response_id", "item_id", "content_index", "part"},
     "response.output_audio.delta": {
-        "response_id", "item_id", "output_index", "content_index", "delta"},
+        "response_id",
+        "item_id",
+        "output_index",
+        "content_index",
+        "delta",
+    },
     "response.output_audio.done": {"response_id", "item_id"},
     "response.output_audio_transcript.delta": {"response_id", "item_id", "delta"},
     "response.output_audio_transcript.done": {"response_id", "item_id", "transcript"},
@@ -554,10 +738,18 @@ WRONG_FIELDS: list[tuple[str, tuple[str, ...], Any, str]] = [
     ("response.done", ("response", "output"), {"0": {}}, "'response.output'"),
     ("response.done", ("response", "output"), ["item"], "'response.output'"),
     ("response.done", ("response", "usage"), 253, "'response.usage'"),
-    ("response.done", ("response", "usage", "input_tokens"), "132",
-     "'response.usage.input_tokens'"),
-    ("response.done", ("response", "usage", "input_token_details", "cached_tokens_details"), [],
-     "'response.usage.input_token_details.cached_tokens_details'"),
+    (
+        "response.done",
+        ("response", "usage", "input_tokens"),
+        "132",
+        "'response.usage.input_tokens'",
+    ),
+    (
+        "response.done",
+        ("response", "usage", "input_token_details", "cached_tokens_details"),
+        [],
+        "'response.usage.input_token_details.cached_tokens_details'",
+    ),
     ("response.done", ("response", "status_details"), "cancelled", "'response.status_details'"),
     ("response.content_part.added", ("part",), "audio", "'part'"),
     ("response.function_call_arguments.done", ("arguments",), {"level": 40}, "'arguments'"),

@@ -101,11 +101,14 @@ def test_generic_usb_has_no_leds_and_no_buttons(factory: MockFactory) -> None:
     assert (led_notes, button_notes) == ([], [])
 
 
-@pytest.mark.parametrize(("board", "count", "missing"), [
-    ("respeaker-usb-v2", 12, "USB HID"),
-    ("mycroft-sj201", 12, "I2C"),
-    ("aiy-voice-bonnet", 1, "I2C"),
-])
+@pytest.mark.parametrize(
+    ("board", "count", "missing"),
+    [
+        ("respeaker-usb-v2", 12, "USB HID"),
+        ("mycroft-sj201", 12, "I2C"),
+        ("aiy-voice-bonnet", 1, "I2C"),
+    ],
+)
 def test_undriven_led_chips_stay_dark_and_say_what_is_missing(
     factory: MockFactory, board: str, count: int, missing: str
 ) -> None:
@@ -171,8 +174,9 @@ def test_failing_handler_is_logged_and_later_edges_still_arrive(
 
 def test_events_carry_the_injected_clock(factory: MockFactory) -> None:
     times = iter([1.5, 2.25])
-    buttons = GpioButtons([ButtonProfile("talk", 17, True)], pin_factory=factory,
-                          clock=lambda: next(times))
+    buttons = GpioButtons(
+        [ButtonProfile("talk", 17, True)], pin_factory=factory, clock=lambda: next(times)
+    )
     got: list[ButtonEvent] = []
     buttons.set_handler(got.append)
     factory.pin(17).drive_low()

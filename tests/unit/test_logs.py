@@ -64,7 +64,6 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     journal = device.logs._load_journal()
     if journal is not None:
-
         # Same parameter name as the real one: records carry a lower-case "message".
         def send(MESSAGE: str, **fields: Any) -> None:
             messages.append({"MESSAGE": MESSAGE, **fields})
@@ -111,8 +110,11 @@ def test_journal_stream_gets_structured_journal_entries(
     [(logging.DEBUG, "7"), (logging.INFO, "6"), (logging.ERROR, "3"), (logging.CRITICAL, "2")],
 )
 def test_journal_priority_follows_the_level(
-    stderr_file: TextIO, journal_sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
-    level: int, priority: str,
+    stderr_file: TextIO,
+    journal_sent: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    level: int,
+    priority: str,
 ) -> None:
     as_stderr(stderr_file, monkeypatch)
     monkeypatch.setenv("JOURNAL_STREAM", journal_stream_of(stderr_file))
@@ -157,7 +159,9 @@ def test_journal_stream_without_systemd_python_prefixes_priorities(
     ids=["unset", "malformed", "not-numbers", "another-stream"],
 )
 def test_anything_but_our_stream_gets_plain_lines(
-    stderr_file: TextIO, sent: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+    stderr_file: TextIO,
+    sent: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
     journal_stream: str | None,
 ) -> None:
     as_stderr(stderr_file, monkeypatch)
@@ -232,9 +236,7 @@ def test_websockets_frames_stay_out_even_at_debug(
     assert written(stderr_file) == ""
 
 
-def test_unknown_level_means_info(
-    stderr_file: TextIO, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unknown_level_means_info(stderr_file: TextIO, monkeypatch: pytest.MonkeyPatch) -> None:
     as_stderr(stderr_file, monkeypatch)
     setup_logging("chatty")
     assert logging.getLogger().level == logging.INFO

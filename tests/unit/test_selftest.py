@@ -83,10 +83,21 @@ def fake_hardware(
     profile = load_board(board)
     fmt = DuplexFormat(RATE_HZ, BLOCK, profile.input_channels, profile.output_channels)
     if duplex is None:
-        duplex = FakeDuplex(fmt, mic_channels=profile.mic_channels, echo_gain=echo_gain,
-                            echo_delay_ms=ECHO_DELAY_MS, speed=20.0)
-    return Hardware("fake", profile, duplex, leds or FakeLeds(max(profile.leds.count, 1)),
-                    buttons or FakeButtons(["talk"]), FakeNotifier())
+        duplex = FakeDuplex(
+            fmt,
+            mic_channels=profile.mic_channels,
+            echo_gain=echo_gain,
+            echo_delay_ms=ECHO_DELAY_MS,
+            speed=20.0,
+        )
+    return Hardware(
+        "fake",
+        profile,
+        duplex,
+        leds or FakeLeds(max(profile.leds.count, 1)),
+        buttons or FakeButtons(["talk"]),
+        FakeNotifier(),
+    )
 
 
 def config(url: str = "ws://127.0.0.1:9/v1/realtime") -> Config:
@@ -146,11 +157,16 @@ class Console:
         return [line for line in self.lines if line.startswith(("PASS", "FAIL"))]
 
 
-async def selftest(hardware: Hardware, cfg: Config, console: Console, **kwargs: Any
-                   ) -> dict[str, CheckResult]:
-    options: dict[str, Any] = {"api_key_loader": key, "connect": open_connection,
-                               "button_timeout_s": 5.0 if console.buttons else 0.01,
-                               "sleep": no_wait, "out": console}
+async def selftest(
+    hardware: Hardware, cfg: Config, console: Console, **kwargs: Any
+) -> dict[str, CheckResult]:
+    options: dict[str, Any] = {
+        "api_key_loader": key,
+        "connect": open_connection,
+        "button_timeout_s": 5.0 if console.buttons else 0.01,
+        "sleep": no_wait,
+        "out": console,
+    }
     results = await run_selftest(cfg, hardware, **{**options, **kwargs})
     for thread in console.press_threads:
         thread.join()
@@ -205,14 +221,17 @@ async def test_everything_passes_on_fake_hardware_against_the_simulator() -> Non
 @in_loop
 async def test_silence_on_the_mic_fails_audio_with_advice() -> None:
     console = Console()
-    results = await selftest(fake_hardware(echo_gain=0.0), config(f"ws://127.0.0.1:{closed_port()}"
-                             "/v1/realtime"), console)
+    results = await selftest(
+        fake_hardware(echo_gain=0.0), config(f"ws://127.0.0.1:{closed_port()}/v1/realtime"), console
+    )
     audio = results["audio"]
     assert not audio.ok and "tone was not heard" in audio.detail
     assert "speaker connection" in audio.advice and "alsamixer" in audio.advice
     assert "edgevoice devices" in audio.advice
-    assert console.result_lines()[0].startswith("FAIL audio: ") and " — check the " in \
-        console.result_lines()[0]
+    assert (
+        console.result_lines()[0].startswith("FAIL audio: ")
+        and " — check the " in console.result_lines()[0]
+    )
     assert selftest_exit_code(list(results.values())) == 1
 
 
@@ -254,8 +273,9 @@ async def test_a_card_that_cannot_be_opened_or_stalls_fails_audio() -> None:
     assert audio.advice.startswith("stop the daemon first (systemctl stop edgevoice)")
 
     wedged = Scripted()
-    audio = (await selftest(fake_hardware(duplex=wedged), config(), Console(),
-                            audio_timeout_s=0.05))["audio"]
+    audio = (
+        await selftest(fake_hardware(duplex=wedged), config(), Console(), audio_timeout_s=0.05)
+    )["audio"]
     assert not audio.ok and "no audio blocks arrived within 0.05 s, twice" in audio.detail
     assert wedged.starts == 2 and wedged.stopped
 
@@ -280,8 +300,12 @@ async def test_the_tone_is_heard_through_a_real_portaudio_stream() -> None:
 async def test_a_mic_channel_the_card_lacks_is_named() -> None:
     cfg = with_overrides(config(), audio={"mic_channel": 5})
     audio = (await selftest(fake_hardware(), cfg, Console()))["audio"]
-    assert audio == CheckResult("audio", False, "mic channel 5 does not exist (2 input channels)",
-                                "set audio.mic_channel to -1 (the board's first mic) or below 2")
+    assert audio == CheckResult(
+        "audio",
+        False,
+        "mic channel 5 does not exist (2 input channels)",
+        "set audio.mic_channel to -1 (the board's first mic) or below 2",
+    )
 
 
 # -- LEDs and buttons --------------------------------------------------------------------
@@ -300,8 +324,9 @@ class BrokenLeds(FakeLeds):
 async def test_leds_that_raise_fail_with_spi_and_power_pin_advice(
     board: str, count: int, advice: str
 ) -> None:
-    results = await selftest(fake_hardware(leds=BrokenLeds(count), board=board), config(),
-                             Console())
+    results = await selftest(
+        fake_hardware(leds=BrokenLeds(count), board=board), config(), Console()
+    )
     leds = results["leds"]
     assert not leds.ok and "spidev0.0" in leds.detail and advice in leds.advice
 
@@ -312,10 +337,12 @@ async def test_boards_without_leds_or_buttons_or_led_drivers_skip_those_checks()
     results = await selftest(hardware, config(), Console())
     assert results["leds"] == CheckResult("leds", True, "no LEDs on this board")
     assert results["button"] == CheckResult("button", True, "no buttons")
-    results = await selftest(fake_hardware(board="respeaker-usb-v2", leds=NullLeds(12)),
-                             config(), Console())
+    results = await selftest(
+        fake_hardware(board="respeaker-usb-v2", leds=NullLeds(12)), config(), Console()
+    )
     assert results["leds"] == CheckResult(
-        "leds", True, "the board's LEDs (usb_hid) have no driver: skipped")
+        "leds", True, "the board's LEDs (usb_hid) have no driver: skipped"
+    )
 
 
 @in_loop
@@ -332,8 +359,7 @@ async def test_no_press_in_time_fails_with_the_pin_named() -> None:
 @in_loop
 async def test_a_missing_key_fails_and_the_network_check_skips_the_handshake() -> None:
     async with RealtimeSimulator() as sim:
-        results = await selftest(fake_hardware(), config(sim.url), Console(),
-                                 api_key_loader=no_key)
+        results = await selftest(fake_hardware(), config(sim.url), Console(), api_key_loader=no_key)
         assert sim.connections == 0
     credential = results["credential"]
     assert not credential.ok and "no OpenAI API key found" in credential.detail
@@ -345,8 +371,9 @@ async def test_a_missing_key_fails_and_the_network_check_skips_the_handshake() -
 @in_loop
 async def test_a_closed_port_fails_the_network_check() -> None:
     port = closed_port()
-    results = await selftest(fake_hardware(), config(f"ws://127.0.0.1:{port}/v1/realtime"),
-                             Console())
+    results = await selftest(
+        fake_hardware(), config(f"ws://127.0.0.1:{port}/v1/realtime"), Console()
+    )
     network = results["network"]
     assert not network.ok and network.detail == f"127.0.0.1:{port} refused the connection"
     assert "realtime.url" in network.advice
@@ -359,8 +386,9 @@ async def test_a_refused_key_is_named_as_such() -> None:
 
     async with serve(lambda ws: ws.close(), "127.0.0.1", 0, process_request=refuse) as server:
         port = server.sockets[0].getsockname()[1]
-        results = await selftest(fake_hardware(), config(f"ws://127.0.0.1:{port}/v1/realtime"),
-                                 Console())
+        results = await selftest(
+            fake_hardware(), config(f"ws://127.0.0.1:{port}/v1/realtime"), Console()
+        )
     network = results["network"]
     assert not network.ok and "the key was refused (HTTP 401)" in network.detail
     assert "test credential" in network.advice
@@ -369,13 +397,22 @@ async def test_a_refused_key_is_named_as_such() -> None:
 @pytest.mark.parametrize(
     ("error", "detail", "advice"),
     [
-        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
-         "cannot resolve api.openai.com (Name or service not known)", "DNS"),
-        (ssl.SSLCertVerificationError(1, "certificate verify failed"),
-         "TLS certificate check failed for api.openai.com", "clock"),
+        (
+            socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+            "cannot resolve api.openai.com (Name or service not known)",
+            "DNS",
+        ),
+        (
+            ssl.SSLCertVerificationError(1, "certificate verify failed"),
+            "TLS certificate check failed for api.openai.com",
+            "clock",
+        ),
         (TimeoutError(), "no answer from api.openai.com:443", "firewall"),
-        (OSError(101, "Network is unreachable"), "cannot connect to api.openai.com:443",
-         "network connection"),
+        (
+            OSError(101, "Network is unreachable"),
+            "cannot connect to api.openai.com:443",
+            "network connection",
+        ),
     ],
     ids=["dns", "tls", "timeout", "unreachable"],
 )

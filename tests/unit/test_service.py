@@ -102,8 +102,13 @@ def test_ready_is_sent_once() -> None:
 def test_status_is_sent_only_when_it_changes() -> None:
     notifier = FakeNotifier()
     service = ServiceNotifier(notifier, env={}, pid=PID)
-    for text in ["offline, not connected", "offline, not connected", "idle, connected",
-                 "idle, connected", "offline, not connected"]:
+    for text in [
+        "offline, not connected",
+        "offline, not connected",
+        "idle, connected",
+        "idle, connected",
+        "offline, not connected",
+    ]:
         service.status(text)
     assert notifier.messages == [
         "STATUS=offline, not connected",
@@ -191,8 +196,9 @@ def test_a_stall_the_supervisor_knows_about_is_excused(sleeps: list[float]) -> N
     async def body() -> None:
         with pytest.raises(ScriptDone):
             await asyncio.wait_for(
-                service.watchdog_loop(Script([0, 1, 1, 1, 1, 1]), advancing(),
-                                      excused=lambda: next(excused)),
+                service.watchdog_loop(
+                    Script([0, 1, 1, 1, 1, 1]), advancing(), excused=lambda: next(excused)
+                ),
                 TIMEOUT_S,
             )
 
@@ -281,8 +287,11 @@ def offline_daemon(
     monkeypatch.setenv("WATCHDOG_USEC", str(watchdog_usec))
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     state_dir = tempfile.mkdtemp(prefix="edgevoice-state-")  # never the device's own
-    config = with_overrides(load_config(None), device={"hardware": "fake", "state_dir": state_dir},
-                            realtime={"url": url})
+    config = with_overrides(
+        load_config(None),
+        device={"hardware": "fake", "state_dir": state_dir},
+        realtime={"url": url},
+    )
     hardware = build_fake(HardwareRequest("fake"))
     hardware.notifier = WatchedNotifier()
     return Daemon(config, hardware, "sk-test-service"), hardware

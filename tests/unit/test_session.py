@@ -26,8 +26,13 @@ from device.realtime.session import (
 )
 from tests.contract.oracle import client_problems
 
-SERVER_VAD = {"type": "server_vad", "threshold": 0.6, "silence_duration_ms": 500,
-              "interrupt_response": True, "create_response": True}
+SERVER_VAD = {
+    "type": "server_vad",
+    "threshold": 0.6,
+    "silence_duration_ms": 500,
+    "interrupt_response": True,
+    "create_response": True,
+}
 SEMANTIC_VAD = {"type": "semantic_vad", "eagerness": "low"}
 
 
@@ -49,47 +54,85 @@ def server(kind: str, **fields: Any) -> str:
 
 
 def response_created(response_id: str) -> str:
-    return server("response.created", response={"id": response_id, "status": "in_progress",
-                                                  "object": "realtime.response", "output": []})
+    return server(
+        "response.created",
+        response={
+            "id": response_id,
+            "status": "in_progress",
+            "object": "realtime.response",
+            "output": [],
+        },
+    )
 
 
 def response_done(response_id: str, status: str = "completed") -> str:
-    return server("response.done", response={"id": response_id, "status": status,
-                                               "object": "realtime.response", "output": []})
+    return server(
+        "response.done",
+        response={"id": response_id, "status": status, "object": "realtime.response", "output": []},
+    )
 
 
 def audio_delta(response_id: str, item_id: str, pcm: bytes, content_index: int = 0) -> str:
-    return server("response.output_audio.delta", response_id=response_id, item_id=item_id,
-                  output_index=0, content_index=content_index,
-                  delta=base64.b64encode(pcm).decode())
+    return server(
+        "response.output_audio.delta",
+        response_id=response_id,
+        item_id=item_id,
+        output_index=0,
+        content_index=content_index,
+        delta=base64.b64encode(pcm).decode(),
+    )
 
 
 def transcript_delta(response_id: str, item_id: str, text: str) -> str:
-    return server("response.output_audio_transcript.delta", response_id=response_id,
-                  item_id=item_id, output_index=0, content_index=0, delta=text)
+    return server(
+        "response.output_audio_transcript.delta",
+        response_id=response_id,
+        item_id=item_id,
+        output_index=0,
+        content_index=0,
+        delta=text,
+    )
 
 
 def audio_done(response_id: str, item_id: str) -> str:
-    return server("response.output_audio.done", response_id=response_id, item_id=item_id,
-                  output_index=0, content_index=0)
+    return server(
+        "response.output_audio.done",
+        response_id=response_id,
+        item_id=item_id,
+        output_index=0,
+        content_index=0,
+    )
 
 
 def error(client_event_id: str | None, code: str = "unknown_parameter") -> str:
-    return server("error", error={"type": "invalid_request_error", "code": code,
-                                  "message": "Unknown parameter: 'session.temperature'.",
-                                  "param": "session.temperature", "event_id": client_event_id})
+    return server(
+        "error",
+        error={
+            "type": "invalid_request_error",
+            "code": code,
+            "message": "Unknown parameter: 'session.temperature'.",
+            "param": "session.temperature",
+            "event_id": client_event_id,
+        },
+    )
 
 
 SESSION_UPDATED = server("session.updated", session={"type": "realtime"})
 
 
-def speaking(session: RealtimeSession, response_id: str = "resp_1", item_id: str = "item_a",
-             ms: int = 100) -> None:
+def speaking(
+    session: RealtimeSession, response_id: str = "resp_1", item_id: str = "item_a", ms: int = 100
+) -> None:
     """Script the server side of a reply that has streamed ``ms`` of audio so far."""
     session.receive(response_created(response_id))
-    session.receive(server("response.output_item.added", response_id=response_id,
-                           output_index=0, item={"id": item_id, "type": "message",
-                                                 "role": "assistant", "content": []}))
+    session.receive(
+        server(
+            "response.output_item.added",
+            response_id=response_id,
+            output_index=0,
+            item={"id": item_id, "type": "message", "role": "assistant", "content": []},
+        )
+    )
     for _ in range(ms // 20):
         session.receive(audio_delta(response_id, item_id, pcm_ms(20)))
 
@@ -127,11 +170,15 @@ def test_id_prefix_must_leave_room_for_the_counter(prefix: str) -> None:
 # ------------------------------------------------------------------- outgoing
 
 
-@pytest.mark.parametrize("turn_detection", [SERVER_VAD, SEMANTIC_VAD, None],
-                         ids=["server_vad", "semantic_vad", "push_to_talk"])
+@pytest.mark.parametrize(
+    "turn_detection",
+    [SERVER_VAD, SEMANTIC_VAD, None],
+    ids=["server_vad", "semantic_vad", "push_to_talk"],
+)
 def test_configure_sends_a_ga_session_update(turn_detection: dict[str, Any] | None) -> None:
-    settings = SessionSettings(voice="cedar", instructions="Answer in one sentence.",
-                               turn_detection=turn_detection)
+    settings = SessionSettings(
+        voice="cedar", instructions="Answer in one sentence.", turn_detection=turn_detection
+    )
     session = RealtimeSession(settings)
     event_id = session.configure()
     [event] = sent_events(session)
@@ -144,8 +191,10 @@ def test_configure_sends_a_ga_session_update(turn_detection: dict[str, Any] | No
     assert body["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
     assert body["audio"]["input"]["turn_detection"] == turn_detection
     assert "turn_detection" in body["audio"]["input"]  # None must be sent: it turns VAD off
-    assert body["audio"]["output"] == {"format": {"type": "audio/pcm", "rate": 24000},
-                                       "voice": "cedar"}
+    assert body["audio"]["output"] == {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "voice": "cedar",
+    }
 
 
 def test_configure_leaves_out_empty_instructions_to_keep_the_service_default() -> None:
@@ -198,12 +247,25 @@ def test_every_client_event_is_ga_valid_with_unique_short_ids() -> None:
         session.commit(),
         session.clear_input(),
         session.create_response(),
-        session.create_response({"output_modalities": ["text"], "instructions": "Be brief.",
-                                 "conversation": "none", "metadata": {"purpose": "greeting"}}),
-        session.create_item({"type": "message", "role": "user",
-                             "content": [{"type": "input_text", "text": "What time is it?"}]}),
-        session.create_item({"type": "function_call_output", "call_id": "call_1",
-                             "output": '{"ok": true}'}, previous_item_id="item_a"),
+        session.create_response(
+            {
+                "output_modalities": ["text"],
+                "instructions": "Be brief.",
+                "conversation": "none",
+                "metadata": {"purpose": "greeting"},
+            }
+        ),
+        session.create_item(
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "What time is it?"}],
+            }
+        ),
+        session.create_item(
+            {"type": "function_call_output", "call_id": "call_1", "output": '{"ok": true}'},
+            previous_item_id="item_a",
+        ),
         session.truncate("item_a", 50.0),
         session.cancel_response(),
         session.delete_item("item_a"),
@@ -211,10 +273,17 @@ def test_every_client_event_is_ga_valid_with_unique_short_ids() -> None:
     events = sent_events(session)
     assert [e["event_id"] for e in events] == ids
     assert [e["type"] for e in events] == [
-        "session.update", "input_audio_buffer.append", "input_audio_buffer.commit",
-        "input_audio_buffer.clear", "response.create", "response.create",
-        "conversation.item.create", "conversation.item.create", "conversation.item.truncate",
-        "response.cancel", "conversation.item.delete",
+        "session.update",
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "response.create",
+        "response.create",
+        "conversation.item.create",
+        "conversation.item.create",
+        "conversation.item.truncate",
+        "response.cancel",
+        "conversation.item.delete",
     ]
     assert len(set(ids)) == len(ids)
     assert all(isinstance(i, str) and len(i) <= 32 for i in ids)
@@ -237,8 +306,9 @@ def test_append_audio_encodes_pcm_and_counts_bytes() -> None:
     assert session.counters.audio_bytes_sent == 30 * 48
 
 
-@pytest.mark.parametrize("pcm", [b"", b"\x00" * 3, b"\x00" * (MAX_APPEND_BYTES + 2)],
-                         ids=["empty", "odd", "over_15_MiB"])
+@pytest.mark.parametrize(
+    "pcm", [b"", b"\x00" * 3, b"\x00" * (MAX_APPEND_BYTES + 2)], ids=["empty", "odd", "over_15_MiB"]
+)
 def test_append_audio_refuses_what_the_service_would(pcm: bytes) -> None:
     session = RealtimeSession(SessionSettings())
     with pytest.raises(LocalProtocolError):
@@ -249,8 +319,12 @@ def test_append_audio_refuses_what_the_service_would(pcm: bytes) -> None:
 
 def test_create_item_with_a_user_text_message() -> None:
     session = RealtimeSession(SessionSettings())
-    item = {"type": "message", "role": "user", "id": "note_1",
-            "content": [{"type": "input_text", "text": "Earlier you said it would rain."}]}
+    item = {
+        "type": "message",
+        "role": "user",
+        "id": "note_1",
+        "content": [{"type": "input_text", "text": "Earlier you said it would rain."}],
+    }
     session.create_item(item, previous_item_id="root")
     [event] = sent_events(session)
     assert event["item"] == item and event["previous_item_id"] == "root"
@@ -259,8 +333,14 @@ def test_create_item_with_a_user_text_message() -> None:
 def test_create_item_refuses_an_id_over_32_characters() -> None:
     session = RealtimeSession(SessionSettings())
     with pytest.raises(LocalProtocolError):
-        session.create_item({"type": "message", "role": "user", "id": "x" * 33,
-                             "content": [{"type": "input_text", "text": "hi"}]})
+        session.create_item(
+            {
+                "type": "message",
+                "role": "user",
+                "id": "x" * 33,
+                "content": [{"type": "input_text", "text": "hi"}],
+            }
+        )
     assert session.data_to_send() == []
 
 
@@ -269,9 +349,17 @@ def test_create_item_refuses_an_id_over_32_characters() -> None:
 
 def test_scripted_turn_tracks_session_response_and_audio() -> None:
     session = RealtimeSession(SessionSettings())
-    [created] = session.receive(server("session.created", session={
-        "type": "realtime", "id": "sess_1", "object": "realtime.session",
-        "expires_at": 1_900_000_000}))
+    [created] = session.receive(
+        server(
+            "session.created",
+            session={
+                "type": "realtime",
+                "id": "sess_1",
+                "object": "realtime.session",
+                "expires_at": 1_900_000_000,
+            },
+        )
+    )
     assert isinstance(created, SessionCreated)
     assert session.session_id == "sess_1" and session.expires_at == 1_900_000_000
     assert not session.configured
@@ -281,8 +369,9 @@ def test_scripted_turn_tracks_session_response_and_audio() -> None:
     session.receive(SESSION_UPDATED)
     assert session.configured
 
-    session.receive(server("input_audio_buffer.speech_started", item_id="item_u",
-                           audio_start_ms=120))
+    session.receive(
+        server("input_audio_buffer.speech_started", item_id="item_u", audio_start_ms=120)
+    )
     assert session.active_response_id is None
     speaking(session, "resp_1", "item_a", ms=0)
     assert session.active_response_id == "resp_1"
@@ -342,8 +431,14 @@ def test_cancel_drops_late_deltas_of_that_response_only() -> None:
     assert session.counters.late_deltas_dropped == 3
     assert session.audio_received_ms("item_a") == 100.0  # dropped audio is not counted
     # The end of the transcript is not a delta: the app may still log it.
-    final = server("response.output_audio_transcript.done", response_id="resp_1",
-                   item_id="item_a", output_index=0, content_index=0, transcript="Hi")
+    final = server(
+        "response.output_audio_transcript.done",
+        response_id="resp_1",
+        item_id="item_a",
+        output_index=0,
+        content_index=0,
+        transcript="Hi",
+    )
     assert [type(e) for e in session.receive(final)] == [TranscriptDone]
     assert session.active_response_id == "resp_1"  # until the service says it is done
     [done] = session.receive(response_done("resp_1", "cancelled"))
@@ -364,8 +459,13 @@ def test_truncate_is_clamped_to_received_audio() -> None:
     session.receive(response_done("resp_1"))  # generation finished, playback has not
     event_id = session.truncate("item_a", 250.7)
     [event] = sent_events(session)
-    assert event == {"type": "conversation.item.truncate", "event_id": event_id,
-                     "item_id": "item_a", "content_index": 0, "audio_end_ms": 100}
+    assert event == {
+        "type": "conversation.item.truncate",
+        "event_id": event_id,
+        "item_id": "item_a",
+        "content_index": 0,
+        "audio_end_ms": 100,
+    }
 
 
 def test_truncate_floors_played_ms() -> None:
@@ -384,8 +484,9 @@ def test_truncate_uses_the_content_index_of_the_audio() -> None:
     assert event["content_index"] == 1
 
 
-@pytest.mark.parametrize(("item_id", "played_ms"), [("item_unknown", 50.0), ("item_a", 0.0),
-                                                    ("item_a", 0.9)])
+@pytest.mark.parametrize(
+    ("item_id", "played_ms"), [("item_unknown", 50.0), ("item_a", 0.0), ("item_a", 0.9)]
+)
 def test_truncate_sends_nothing_when_nothing_was_heard(item_id: str, played_ms: float) -> None:
     session = RealtimeSession(SessionSettings())
     speaking(session, ms=100)
@@ -412,8 +513,9 @@ def test_truncated_item_drops_its_late_deltas() -> None:
     # Server VAD cancels the response itself; the device only truncates what it played.
     session = RealtimeSession(SessionSettings())
     speaking(session, "resp_1", "item_a", ms=100)
-    [started] = session.receive(server("input_audio_buffer.speech_started", item_id="item_u",
-                                       audio_start_ms=900))
+    [started] = session.receive(
+        server("input_audio_buffer.speech_started", item_id="item_u", audio_start_ms=900)
+    )
     assert isinstance(started, SpeechStarted)
     assert session.truncate("item_a", 60.0) is not None
     assert session.receive(audio_delta("resp_1", "item_a", pcm_ms(20))) == []

@@ -131,16 +131,16 @@ async def supervise(
         supervisor.run(duplex, silence, on_fault=events.fault, on_recovered=events.recovered)
     )
     finished = asyncio.create_task(clock.finished.wait())
-    done, _ = await asyncio.wait({task, finished}, timeout=WAIT_S,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        {task, finished}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED
+    )
     assert finished in done, "the supervisor ended or hung before the end of virtual time"
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
 
 
-def make(end_s: float, **kwargs: Any) -> tuple[SteppedDuplex, VirtualTime, Events,
-                                                 AudioSupervisor]:
+def make(end_s: float, **kwargs: Any) -> tuple[SteppedDuplex, VirtualTime, Events, AudioSupervisor]:
     duplex = SteppedDuplex()
     clock = VirtualTime(duplex, end_s)
     supervisor = AudioSupervisor(sleep=clock.sleep, rand=lambda: 1.0, **kwargs)
@@ -248,8 +248,9 @@ class ScriptedDuplex:
             self.callback(np.zeros((FMT.block_frames, 2), np.int16), StreamTime(0, 0, 0))
 
 
-async def run_scripted(duplex: ScriptedDuplex, sleeps: int, **kwargs: Any
-                       ) -> tuple[AudioSupervisor, list[str], list[float]]:
+async def run_scripted(
+    duplex: ScriptedDuplex, sleeps: int, **kwargs: Any
+) -> tuple[AudioSupervisor, list[str], list[float]]:
     """Run the supervisor for ``sleeps`` sleeps; each sleep delivers one block if active."""
     log: list[str] = []
     delays: list[float] = []
@@ -264,10 +265,14 @@ async def run_scripted(duplex: ScriptedDuplex, sleeps: int, **kwargs: Any
         await asyncio.sleep(0)
 
     supervisor = AudioSupervisor(sleep=sleep, rand=lambda: 0.0, **kwargs)
-    task = asyncio.create_task(supervisor.run(
-        duplex, silence, on_fault=lambda r: log.append(f"fault: {r}"),
-        on_recovered=lambda: log.append("recovered"),
-    ))
+    task = asyncio.create_task(
+        supervisor.run(
+            duplex,
+            silence,
+            on_fault=lambda r: log.append(f"fault: {r}"),
+            on_recovered=lambda: log.append("recovered"),
+        )
+    )
     await asyncio.wait_for(done.wait(), WAIT_S)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -343,16 +348,20 @@ async def test_real_threaded_fake_duplex_recovers_after_unplug_and_plug() -> Non
     """The shipped fake on its own thread: callbacks cross threads as in the daemon."""
     duplex = FakeDuplex(FMT, speed=20.0)
     faulted, recovered = asyncio.Event(), asyncio.Event()
-    supervisor = AudioSupervisor(check_period_s=0.02, stall_periods=3, reopen_base_s=0.01,
-                                 reopen_cap_s=0.05)
+    supervisor = AudioSupervisor(
+        check_period_s=0.02, stall_periods=3, reopen_base_s=0.01, reopen_cap_s=0.05
+    )
     audio_threads: set[int] = set()
 
     def callback(mic: PcmBlock, when: StreamTime) -> PcmBlock:
         audio_threads.add(threading.get_ident())
         return silence(mic, when)
 
-    task = asyncio.create_task(supervisor.run(
-        duplex, callback, on_fault=lambda _: faulted.set(), on_recovered=recovered.set))
+    task = asyncio.create_task(
+        supervisor.run(
+            duplex, callback, on_fault=lambda _: faulted.set(), on_recovered=recovered.set
+        )
+    )
     try:
         await asyncio.sleep(0.05)
         duplex.unplug()
