@@ -13,6 +13,7 @@ from device.demo import shipped_question
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from hw.factory import HardwareRequest, build_fake
 from hw.fake import FakeDuplex
+from tests.integration.daemon_run import REPLY_WITHIN_S, running, until
 
 
 def appends(sim: RealtimeSimulator) -> int:
@@ -37,24 +38,14 @@ def test_spent_budget_saves_totals_and_stops_streaming(tmp_path: Path) -> None:
             duplex.feed_wav(shipped_question(), at_s=0.5)
             duplex.feed_wav(shipped_question(), at_s=9.0)  # asked again after the reply
             daemon = Daemon(config, hardware, "sk-test-budget", today=lambda: "2026-11-24")
-            stop = asyncio.Event()
-            task = asyncio.create_task(daemon.run(stop))
-            try:
-                await asyncio.wait_for(daemon.wait_for_replies(1), 20)
+            async with running(daemon, hardware):
+                await asyncio.wait_for(daemon.wait_for_replies(1), REPLY_WITHIN_S)
                 assert daemon.usage.paused
                 sent_before = appends(sim)
-                for _ in range(1000):  # until the second question has been spoken
-                    if duplex.time_s > 13.0:
-                        break
-                    await asyncio.sleep(0.02)
-                assert duplex.time_s > 13.0
+                await until(lambda: duplex.time_s > 13.0, "the second question", within_s=20.0)
                 assert appends(sim) == sent_before  # not one byte of the second question
                 assert daemon.stats.chunks_dropped_budget > 0
                 assert "budget spent" in daemon._status_line()
-            finally:
-                stop.set()
-                await task
-                hardware.close()
         saved = json.loads((tmp_path / "usage.json").read_text())
         assert saved["day"] == "2026-11-24"
         assert saved["responses"] == 1

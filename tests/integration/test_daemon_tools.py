@@ -13,12 +13,11 @@ import pytest
 from device.app import Daemon
 from device.config import load_config, with_overrides
 from device.controls import volume_gain
-from device.demo import shipped_question
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeDuplex
 from hw.ports import Rgb
 from tests.contract.oracle import client_problems, server_problems
+from tests.integration.daemon_run import answer_the_question
 
 Check = Callable[[Daemon], bool]
 
@@ -39,18 +38,8 @@ def run_with_tool_call(
                 link={"disclosure": ""},
             )
             hardware = build_fake(HardwareRequest("fake"), speed=4.0)
-            duplex = hardware.duplex
-            assert isinstance(duplex, FakeDuplex)
-            duplex.feed_wav(shipped_question(), at_s=0.5)
             daemon = Daemon(config, hardware, "sk-test-tools", today=lambda: "2026-11-24")
-            stop = asyncio.Event()
-            task = asyncio.create_task(daemon.run(stop))
-            try:
-                await asyncio.wait_for(daemon.wait_for_replies(1), 20)
-            finally:
-                stop.set()
-                await task
-                hardware.close()
+            await answer_the_question(daemon, hardware)
             return daemon, sim
 
     return asyncio.run(body())

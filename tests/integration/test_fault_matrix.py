@@ -26,11 +26,11 @@ from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from hw.factory import HardwareRequest, build_fake
 from hw.fake import FakeDuplex
 from tests.contract.oracle import server_problems
+from tests.integration.daemon_run import WAIT_S, until
 
 SPEED = 6.0  # fake audio clock against wall time
 FIRST_RETRY_S = 0.5  # BACKOFF_BASE_S * 2**0 * (0.5 + 0.5 * rand()) with rand() == 0
 SLOW_RETRY_MIN_S = 150.0  # SLOW_RETRY_S * 0.5
-WAIT_S = 15.0  # bounds each wait on a condition; nothing is asserted about time
 RECONNECTING = re.compile(r"reconnecting in ([0-9.]+) s")
 
 
@@ -50,15 +50,6 @@ class Run:
 
     def log_text(self) -> str:
         return "\n".join(record.getMessage() for record in self.caplog.records)
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait, bounded, for ``condition``."""
-    for _ in range(int(WAIT_S / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager

@@ -14,15 +14,14 @@ from device.app import Daemon
 from device.audio.playback import PlaybackBuffer
 from device.config import Config, load_config, with_overrides
 from device.conversation import Conversation, ReplyPlayer
-from device.demo import shipped_question
 from device.realtime.session import RealtimeSession, SessionSettings
 from device.realtime.simulator import RealtimeSimulator, SimulatorOptions
 from device.tools import Tool, ToolRegistry, ToolResult
 from hw.camera import CameraRequest
 from hw.camera_fake import FakeCamera
 from hw.factory import HardwareRequest, build_fake
-from hw.fake import FakeDuplex
 from tests.contract.oracle import client_problems, server_problems
+from tests.integration.daemon_run import answer_the_question
 from tests.pictures import decode, encode, gradient
 
 Event = dict[str, Any]
@@ -56,19 +55,9 @@ def run_looking(config: Config, *, unplugged: bool = False) -> tuple[Daemon, Rea
             if unplugged:
                 assert isinstance(hardware.camera, FakeCamera)
                 hardware.camera.unplug()
-            duplex = hardware.duplex
-            assert isinstance(duplex, FakeDuplex)
-            duplex.feed_wav(shipped_question(), at_s=0.5)
             live = with_overrides(config, realtime={"url": sim.url})
             daemon = Daemon(live, hardware, "sk-test-look", today=lambda: "2026-11-24")
-            stop = asyncio.Event()
-            task = asyncio.create_task(daemon.run(stop))
-            try:
-                await asyncio.wait_for(daemon.wait_for_replies(1), 20)
-            finally:
-                stop.set()
-                await task
-                hardware.close()
+            await answer_the_question(daemon, hardware)
             return daemon, sim
 
     daemon, sim = asyncio.run(body())

@@ -35,9 +35,9 @@ from hw.fake import FakeDuplex
 from hw.panel_fake import FakeButtons
 from tests.contract.oracle import client_problems, server_problems
 from tests.contract.secrets_oracle import answer_problems, request_problems
+from tests.integration.daemon_run import WAIT_S, until
 
 SPEED = 6.0  # fake audio clock against wall time
-WAIT_S = 15.0  # bounds each wait on a condition; nothing is asserted about time
 CREDENTIAL = "device-credential-" + "K" * 24  # the device's own, for the token URL
 KEY = "sk-test-lifecycle-" + "Q" * 24
 REPLY = "Okay."
@@ -66,14 +66,6 @@ class Run:
 
     def sent(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.sim.received if e.get("type") == kind]
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    for _ in range(int(WAIT_S / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @contextlib.asynccontextmanager
