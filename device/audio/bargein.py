@@ -52,7 +52,9 @@ _TINY = 1e-3  # power floor, so digital silence compares without dividing by zer
 ONSET_HOLD_MS = 100
 """After the device starts to play, barge-in waits this long before it may fire (the
 frames still count): the echo estimate the guard compares against starts empty, and
-a canceller still misadjusted by the user's last words lets the first echo through."""
+a canceller still misadjusted by the user's last words lets the first echo through.
+Read off that estimate's own history (one entry per frame played, ``ECHO_HOLD_MS`` of
+them), so it must stay shorter than ``ECHO_HOLD_MS``."""
 OWN_VAD_MODE = 3  # webrtcvad's strictest: it rarely calls residual echo speech
 _OWN_VAD_RATES_HZ = (8000, 16000, 32000, 48000)
 
@@ -103,7 +105,6 @@ class BargeInDetector:
         self._floor = _Floor()
         self._noise_power = 0.0
         self._fired = False
-        self._active_frames = 0  # frames since the device began to play
         self._own_vad = webrtcvad.Vad(OWN_VAD_MODE)
         self.frames_guarded = 0  # speech frames the guards refused, for the benchmark
 
@@ -139,7 +140,6 @@ class BargeInDetector:
         if not active:
             self.reset()
             return False
-        self._active_frames += 1
         guarded = self.passes_guard(mic_power, clean_power)
         if not is_speech:
             self._window.clear()
@@ -149,7 +149,7 @@ class BargeInDetector:
         self._window.append(guarded)
         if self._fired or sum(self._window) < self._need:
             return False
-        if self._active_frames * FRAME_MS <= ONSET_HOLD_MS:
+        if len(self._echo) * FRAME_MS <= ONSET_HOLD_MS:
             return False  # counted, decided once the echo estimate has a past
         self._fired = True
         return True
@@ -160,4 +160,3 @@ class BargeInDetector:
         self._window.clear()
         self._echo.clear()
         self._fired = False
-        self._active_frames = 0
